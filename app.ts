@@ -1,0 +1,80 @@
+import { randomUUID } from 'node:crypto'
+import type { IncomingMessage } from 'node:http'
+import Fastify, { type FastifyInstance } from 'fastify'
+import helmet from '@fastify/helmet'
+import cors from '@fastify/cors'
+import type { TypeBoxTypeProvider } from '@fastify/type-provider-typebox'
+import configPlugin, { type Config } from './plugins/config.js'
+import errorsPlugin from './plugins/errors.js'
+import dbPlugin from './plugins/db.js'
+import cachePlugin from './plugins/cache.js'
+import keysPlugin from './plugins/keys.js'
+import auditPlugin from './plugins/audit.js'
+import authPlugin from './plugins/auth.js'
+import policyPlugin from './plugins/policy.js'
+import swaggerPlugin from './plugins/swagger.js'
+import healthRoutes from './routes/health.js'
+import agentRoutes from './routes/agents/index.js'
+import { loggerOptions } from './lib/logger.js'
+
+/** Requests larger than this are refused with 413 before they are parsed. */
+export const BODY_LIMIT_BYTES = 64 * 1024
+
+const REQUEST_ID = /^[A-Za-z0-9._:-]{1,128}$/
+
+/** Honour a caller's x-request-id when it is a sane token (it ends up in logs), else mint one. */
+function requestId (request: IncomingMessage): string {
+  const given = request.headers['x-request-id']
+  return typeof given === 'string' && REQUEST_ID.test(given) ? given : randomUUID()
+}
+
+export interface BuildOptions {
+  config: Config
+  /** where log lines go; stdout by default */
+  logStream?: NodeJS.WritableStream
+}
+
+/**
+ * The microkernel: capability plugins in dependency order, then the feature routes. Nothing here
+ * knows about dev mode or tests; they differ only in the Config they pass.
+ */
+export async function buildApp ({ config, logStream }: BuildOptions): Promise<FastifyInstance> {
+  const app = Fastify({
+    logger: loggerOptions(config, logStream),
+    bodyLimit: BODY_LIMIT_BYTES,
+    trustProxy: config.TRUST_PROXY.length > 0 ? config.TRUST_PROXY : false,
+    genReqId: requestId,
+    requestIdHeader: false,
+    requestIdLogLabel: 'requestId',
+    ajv: {
+      // unknown fields must be answered with 400, never silently dropped (API.md)
+      customOptions: { removeAdditional: false, coerceTypes: 'array', useDefaults: true, allErrors: false }
+    }
+  }).withTypeProvider<TypeBoxTypeProvider>()
+
+  // only JSON (and, on the OAuth routes, forms) is accepted; text/plain would reach validation as a string
+  app.removeContentTypeParser('text/plain')
+  app.addHook('onSend', async function echoRequestId (request, reply) {
+    reply.header('x-request-id', request.id)
+  })
+
+  await app.register(configPlugin, { config })
+  await app.register(errorsPlugin)
+  await app.register(helmet, { global: true })
+  await app.register(cors, {
+    origin: config.CORS_ORIGIN === '*' ? '*' : config.CORS_ORIGIN.split(',').map((origin) => origin.trim()),
+    exposedHeaders: ['x-request-id', 'retry-after', 'www-authenticate']
+  })
+  await app.register(dbPlugin)
+  await app.register(cachePlugin)
+  await app.register(keysPlugin)
+  await app.register(auditPlugin)
+  await app.register(authPlugin)
+  await app.register(policyPlugin)
+  await app.register(swaggerPlugin)
+
+  await app.register(healthRoutes)
+  await app.register(agentRoutes)
+
+  return app
+}

@@ -1,0 +1,80 @@
+import { randomUUID } from 'node:crypto'
+import fp from 'fastify-plugin'
+import type { FastifyInstance, FastifyRequest } from 'fastify'
+import type { Queryable } from './db.js'
+import { insertAuditEvents, type AuditRecord } from '../routes/audit/repository.js'
+
+/**
+ * The append-only audit writer. Callers pass the transaction client of the change they record, so
+ * the event commits (or rolls back) with the change itself; events with no change to go with them
+ * (failed authentication, refusals) are written on their own before the response is sent.
+ */
+export type AuditAction =
+  | 'token.issued' | 'token.revoked' | 'token.introspected'
+  | 'agent.created' | 'agent.updated' | 'agent.suspended' | 'agent.reactivated' | 'agent.decommissioned'
+  | 'credential.generated' | 'credential.rotated' | 'credential.revoked'
+  | 'auth.failed' | 'access.denied'
+
+export interface AuditEntry {
+  action: AuditAction
+  /** the agent the event is about (the target), null when there is none */
+  agentId: string | null
+  outcome?: 'success' | 'failure'
+  metadata?: Record<string, unknown>
+}
+
+export interface AuditWriter {
+  /** `request` is null for events without an HTTP caller (the bootstrap command, scheduled jobs) */
+  record (request: FastifyRequest | null, entry: AuditEntry, db?: Queryable): Promise<void>
+  recordMany (request: FastifyRequest | null, entries: AuditEntry[], db?: Queryable): Promise<void>
+}
+
+// Keys that must never reach an audit row, whatever a caller passes by mistake.
+const FORBIDDEN_KEY = /secret|password|token$|^token|authorization|assertion|cookie|hash/i
+// Values shaped like a client secret or a JWT.
+const SECRET_VALUE = /sk_live_|^eyJ[\w-]+\.[\w-]+\./
+
+/** Removes anything that could be a credential; keeps the rest as given. */
+export function scrubMetadata (value: unknown): unknown {
+  if (typeof value === 'string') return SECRET_VALUE.test(value) ? '[redacted]' : value
+  if (Array.isArray(value)) return value.map(scrubMetadata)
+  if (value !== null && typeof value === 'object') {
+    return Object.fromEntries(Object.entries(value)
+      .filter(([key]) => !FORBIDDEN_KEY.test(key))
+      .map(([key, inner]) => [key, scrubMetadata(inner)]))
+  }
+  return value
+}
+
+const USER_AGENT_MAX = 512
+
+export function toAuditRecord (request: FastifyRequest | null, entry: AuditEntry): AuditRecord {
+  const userAgent = request?.headers['user-agent']
+  const actorId = request?.principal?.agentId
+  return {
+    eventId: randomUUID(),
+    agentId: entry.agentId,
+    action: entry.action,
+    outcome: entry.outcome ?? 'success',
+    // request.ip already honours X-Forwarded-For only from TRUST_PROXY (Fastify trustProxy)
+    ipAddress: request?.ip ?? null,
+    userAgent: typeof userAgent === 'string' ? userAgent.replace(/[\u0000-\u001f\u007f]/g, '').slice(0, USER_AGENT_MAX) : null,
+    metadata: scrubMetadata({ ...(actorId === undefined ? {} : { actorId }), ...entry.metadata }) as Record<string, unknown>
+  }
+}
+
+declare module 'fastify' {
+  interface FastifyInstance { audit: AuditWriter }
+}
+
+export default fp(async function auditPlugin (app: FastifyInstance) {
+  const writer: AuditWriter = {
+    async record (request, entry, db = app.pg) {
+      await insertAuditEvents(db, [toAuditRecord(request, entry)])
+    },
+    async recordMany (request, entries, db = app.pg) {
+      await insertAuditEvents(db, entries.map((entry) => toAuditRecord(request, entry)))
+    }
+  }
+  app.decorate('audit', writer)
+}, { name: 'audit', dependencies: ['db'], fastify: '5.x' })

@@ -1,0 +1,190 @@
+import fp from 'fastify-plugin'
+import { decodeJwt, errors as joseErrors, type JWTPayload } from 'jose'
+import type { FastifyInstance, FastifyRequest } from 'fastify'
+import { unauthorized } from './errors.js'
+import { UnknownKeyError } from './keys.js'
+import { findAgentAuthState } from '../routes/agents/repository.js'
+import { issuedBeforeValidAfter } from '../lib/token-time.js'
+import { isUuid } from '../lib/uuid.js'
+
+/**
+ * Bearer authentication for every route under /api/ (unless the route says `config: { public: true }`,
+ * as the OAuth endpoints do, which authenticate clients themselves). A token is accepted only when
+ * its signature, alg, kid, typ, iss, aud and lifetime check out AND the server-side state says it
+ * is still good now: the agent exists and is active and the token postdates the agent's "valid
+ * after" instant. Its effective scope is its `scope` ∩ the agent's current capabilities.
+ */
+
+export interface Principal {
+  agentId: string
+  clientId: string
+  /** effective scopes: the token's scope narrowed to the agent's current capabilities */
+  scopes: string[]
+  jti: string
+  iat: number
+  exp: number
+  /** a delegated (token-exchange) token: never grants self-service over its subject */
+  delegated: boolean
+  claims: JWTPayload
+}
+
+export type FailureReason =
+  | 'malformed_token' | 'bad_signature' | 'unknown_kid' | 'bad_algorithm' | 'wrong_type' | 'wrong_issuer'
+  | 'wrong_audience' | 'expired_token' | 'token_not_yet_valid' | 'missing_claim'
+  | 'unknown_agent' | 'agent_suspended' | 'agent_decommissioned' | 'token_revoked' | 'credential_revoked'
+
+export type Validation =
+  | { ok: true, principal: Principal }
+  | { ok: false, reason: FailureReason, claimedAgentId: string | null }
+
+export interface AccessTokens {
+  /** full validation, signature to revocation state; `audience` defaults to ISSUER_URL */
+  validate (token: string, options?: { audience?: string | string[] | null }): Promise<Validation>
+}
+
+/** Extra checks on the server-side state, contributed by later capabilities (revoked jti, credential). */
+export type StateCheck = (claims: JWTPayload & { sub: string, jti: string }) => Promise<FailureReason | null>
+
+const DESCRIPTIONS: Record<FailureReason, string> = {
+  malformed_token: 'the access token is malformed',
+  bad_signature: 'the access token signature is invalid',
+  unknown_kid: 'the access token was not signed by a key of this issuer',
+  bad_algorithm: 'the access token algorithm is not accepted',
+  wrong_type: 'the token is not an access token',
+  wrong_issuer: 'the access token was issued by another issuer',
+  wrong_audience: 'the access token is not meant for this API',
+  expired_token: 'the access token has expired',
+  token_not_yet_valid: 'the access token is not valid yet',
+  missing_claim: 'the access token lacks a required claim',
+  unknown_agent: 'the access token is no longer valid',
+  agent_suspended: 'the access token is no longer valid',
+  agent_decommissioned: 'the access token is no longer valid',
+  token_revoked: 'the access token has been revoked',
+  credential_revoked: 'the access token has been revoked'
+}
+
+/** Maps jose's verification errors onto our reasons. */
+function reasonOf (error: unknown): FailureReason | null {
+  if (error instanceof UnknownKeyError) return 'unknown_kid'
+  if (error instanceof joseErrors.JWTExpired) return 'expired_token'
+  if (error instanceof joseErrors.JWTClaimValidationFailed) {
+    switch (error.claim) {
+      case 'iss': return 'wrong_issuer'
+      case 'aud': return 'wrong_audience'
+      case 'typ': return 'wrong_type'
+      case 'nbf': case 'iat': return 'token_not_yet_valid'
+      default: return 'missing_claim'
+    }
+  }
+  if (error instanceof joseErrors.JOSEAlgNotAllowed || error instanceof joseErrors.JOSENotSupported) return 'bad_algorithm'
+  if (error instanceof joseErrors.JWSSignatureVerificationFailed) return 'bad_signature'
+  if (error instanceof joseErrors.JOSEError) return 'malformed_token'
+  return null
+}
+
+function claimedSubject (token: string): string | null {
+  try {
+    const sub = decodeJwt(token).sub
+    return typeof sub === 'string' && isUuid(sub) ? sub : null
+  } catch {
+    return null
+  }
+}
+
+const BEARER = /^Bearer +([A-Za-z0-9\-._~+/]+=*) *$/i
+
+declare module 'fastify' {
+  interface FastifyInstance {
+    accessTokens: AccessTokens
+    /** registers an extra server-side state check (revocation of jti/credential) */
+    addTokenStateCheck (check: StateCheck): void
+  }
+  interface FastifyRequest {
+    principal?: Principal
+  }
+  interface FastifyContextConfig {
+    /** skip Bearer authentication (OAuth endpoints authenticate clients themselves) */
+    public?: boolean
+  }
+}
+
+export default fp(async function authPlugin (app: FastifyInstance) {
+  const issuer = app.config.ISSUER_URL
+  const stateChecks: StateCheck[] = []
+
+  async function validate (token: string, options: { audience?: string | string[] | null } = {}): Promise<Validation> {
+    const audience = options.audience === undefined ? issuer : options.audience
+    let claims: JWTPayload
+    try {
+      // an introspecting resource server may ask about any audience: pass every audience the token names
+      const expected = audience ?? (decodeJwt(token).aud ?? issuer)
+      claims = (await app.keys.verify(token, { issuer, audience: expected })).payload
+    } catch (error) {
+      const reason = reasonOf(error)
+      if (reason === null) throw error
+      return { ok: false, reason, claimedAgentId: claimedSubject(token) }
+    }
+    const sub = claims.sub as string
+    const jti = claims.jti as string
+    // only this issuer signs, but a malformed subject must never reach SQL as a 500
+    if (!isUuid(sub)) return { ok: false, reason: 'malformed_token', claimedAgentId: null }
+    const state = await findAgentAuthState(app.pg, sub)
+    if (state === null) return { ok: false, reason: 'unknown_agent', claimedAgentId: null }
+    if (state.status !== 'active') {
+      return { ok: false, reason: state.status === 'suspended' ? 'agent_suspended' : 'agent_decommissioned', claimedAgentId: sub }
+    }
+    if (issuedBeforeValidAfter(claims.iat as number, state.validAfterMs)) return { ok: false, reason: 'token_revoked', claimedAgentId: sub }
+    for (const check of stateChecks) {
+      const reason = await check({ ...claims, sub, jti })
+      if (reason !== null) return { ok: false, reason, claimedAgentId: sub }
+    }
+    const granted = typeof claims.scope === 'string' ? claims.scope.split(' ').filter(Boolean) : []
+    return {
+      ok: true,
+      principal: {
+        agentId: sub,
+        clientId: typeof claims.client_id === 'string' ? claims.client_id : sub,
+        scopes: granted.filter((scope) => state.capabilities.includes(scope)),
+        jti,
+        iat: claims.iat as number,
+        exp: claims.exp as number,
+        delegated: claims.act !== undefined,
+        claims
+      }
+    }
+  }
+
+  /** auth.failed names the claimed agent only when it exists: an unverified `sub` is attacker-chosen */
+  async function existingAgentOrNull (agentId: string | null): Promise<string | null> {
+    if (agentId === null) return null
+    return (await findAgentAuthState(app.pg, agentId)) === null ? null : agentId
+  }
+
+  async function authenticate (request: FastifyRequest): Promise<void> {
+    const header = request.headers.authorization
+    if (header === undefined || header === '') throw unauthorized('an access token is required', false)
+    const match = BEARER.exec(header)
+    if (match === null) throw unauthorized('the Authorization header must be "Bearer <access token>"', false)
+    const result = await validate(match[1])
+    if (!result.ok) {
+      await app.audit.record(request, {
+        action: 'auth.failed',
+        outcome: 'failure',
+        agentId: await existingAgentOrNull(result.claimedAgentId),
+        metadata: { reason: result.reason, method: 'bearer', route: request.routeOptions.url }
+      })
+      throw unauthorized(DESCRIPTIONS[result.reason], true)
+    }
+    request.principal = result.principal
+  }
+
+  app.decorate('accessTokens', { validate })
+  app.decorate('addTokenStateCheck', (check: StateCheck) => { stateChecks.push(check) })
+  app.decorateRequest('principal', undefined)
+
+  app.addHook('onRoute', function requireBearer (route) {
+    if (!route.url.startsWith('/api/') || route.config?.public === true) return
+    const existing = route.onRequest === undefined ? [] : Array.isArray(route.onRequest) ? route.onRequest : [route.onRequest]
+    route.onRequest = [authenticate, ...existing]
+  })
+}, { name: 'auth', dependencies: ['config', 'db', 'keys', 'audit'], fastify: '5.x' })

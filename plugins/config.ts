@@ -1,0 +1,161 @@
+import { createPrivateKey, createPublicKey, type KeyObject } from 'node:crypto'
+import fp from 'fastify-plugin'
+import { Type, type Static } from 'typebox'
+import { Value } from 'typebox/value'
+
+/**
+ * Every environment variable the IdP reads, in one schema. This module is the only reader of
+ * process.env (server.ts hands it the environment); everything else receives a typed Config.
+ */
+const Flag = (fallback: boolean, description: string) => Type.Boolean({ default: fallback, description })
+const Limit = (fallback: number, description: string) =>
+  Type.Integer({ minimum: 0, maximum: 1_000_000_000, default: fallback, description: `${description} (0 turns it off)` })
+const Text = (description: string) => Type.String({ minLength: 1, maxLength: 4096, description })
+
+const EnvSchema = Type.Object({
+  NODE_ENV: Type.String({ default: 'production', maxLength: 32 }),
+  LOG_LEVEL: Type.Optional(Type.Enum(['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent'])),
+  HOST: Type.String({ default: '0.0.0.0', minLength: 1, maxLength: 255 }),
+  PORT: Type.Integer({ minimum: 0, maximum: 65535, default: 3000 }),
+  DATABASE_URL: Type.String({ pattern: '^postgres(ql)?://', maxLength: 4096, description: 'postgresql://user:password@host:port/database' }),
+  REDIS_URL: Type.Optional(Type.String({ pattern: '^rediss?://', maxLength: 4096 })),
+  JWT_PRIVATE_KEY: Text('PEM RSA private key (PKCS#1 or PKCS#8) that signs access tokens'),
+  JWT_PUBLIC_KEY: Text('PEM public key matching JWT_PRIVATE_KEY'),
+  JWT_ADDITIONAL_PUBLIC_KEYS: Type.Optional(Type.String({ maxLength: 65536 })),
+  ISSUER_URL: Type.String({ pattern: '^https?://[^\\s?#]+$', maxLength: 2048 }),
+  CORS_ORIGIN: Type.String({ default: '*', minLength: 1, maxLength: 4096 }),
+  VAULT_ADDR: Type.Optional(Type.String({ pattern: '^https?://', maxLength: 2048 })),
+  VAULT_TOKEN: Type.Optional(Text('Vault token, required with VAULT_ADDR')),
+  VAULT_MOUNT: Type.String({ default: 'secret', pattern: '^[A-Za-z0-9_\\-/]+$', maxLength: 255 }),
+  POLICY_DIR: Type.String({ default: '/policies', minLength: 1, maxLength: 4096 }),
+  TOKEN_TTL_SECONDS: Type.Integer({ minimum: 60, maximum: 86_400, default: 3600 }),
+  RATE_LIMIT_TOKEN_PER_CLIENT: Limit(100, 'token requests per minute per client_id'),
+  RATE_LIMIT_AUTH_FAILURES_PER_IP: Limit(30, 'failed client authentications per minute per IP'),
+  TOKEN_MONTHLY_QUOTA: Limit(10_000, 'tokens per agent per UTC month'),
+  MAX_AGENTS_PER_OWNER: Limit(100, 'agents per owner label'),
+  AUDIT_RETENTION_DAYS: Limit(90, 'days audit events are kept'),
+  TRUST_PROXY: Type.String({ default: '', maxLength: 4096, description: 'comma-separated addresses/CIDRs whose X-Forwarded-For is believed' }),
+  METRICS_ENABLED: Flag(true, 'serve GET /metrics'),
+  DOCS_ENABLED: Flag(true, 'serve /docs and /docs/json')
+})
+type Env = Static<typeof EnvSchema>
+
+export interface Config extends Omit<Env, 'JWT_ADDITIONAL_PUBLIC_KEYS' | 'TRUST_PROXY' | 'LOG_LEVEL'> {
+  LOG_LEVEL: NonNullable<Env['LOG_LEVEL']>
+  /** extra verification keys (previous or next signing key), already split into single PEMs */
+  JWT_ADDITIONAL_PUBLIC_KEYS: string[]
+  TRUST_PROXY: string[]
+  /** prefix of every cache key; tests give each file its own */
+  CACHE_PREFIX: string
+  /** true only for `npm run dev`: allows the in-process cache when REDIS_URL is unset */
+  EMBEDDED: boolean
+}
+
+/** A missing or malformed variable; server.ts prints `message` as one line and exits non-zero. */
+export class ConfigError extends Error {
+  constructor (readonly variable: string, problem: string) {
+    super(`configuration error: ${variable} ${problem}`)
+    this.name = 'ConfigError'
+  }
+}
+
+export interface LoadOptions {
+  /** dev mode: REDIS_URL may be unset (in-process cache) */
+  embedded?: boolean
+  cachePrefix?: string
+}
+
+/** Validates the environment and returns the typed configuration, or throws ConfigError. */
+export function loadConfig (env: Record<string, string | undefined>, options: LoadOptions = {}): Config {
+  const raw: Record<string, unknown> = {}
+  for (const key of Object.keys(EnvSchema.properties)) {
+    const value = env[key]
+    // an empty variable means "not set": docker/compose pass unset .env entries as ''
+    if (value !== undefined && value !== '') raw[key] = value
+  }
+  const candidate = Value.Default(EnvSchema, Value.Convert(EnvSchema, raw)) as Record<string, unknown>
+  const firstError = Value.Errors(EnvSchema, candidate)[0]
+  if (firstError !== undefined) throw describe(firstError, candidate)
+
+  const parsed = candidate as Env
+  const privatePem = normalisePem(parsed.JWT_PRIVATE_KEY)
+  const publicPem = normalisePem(parsed.JWT_PUBLIC_KEY)
+  checkKeyPair(privatePem, publicPem)
+  const additional = splitPems(normalisePem(parsed.JWT_ADDITIONAL_PUBLIC_KEYS ?? ''))
+  additional.forEach((pem) => parsePublicKey('JWT_ADDITIONAL_PUBLIC_KEYS', pem))
+
+  if (parsed.REDIS_URL === undefined && options.embedded !== true) {
+    throw new ConfigError('REDIS_URL', 'is required (the in-process cache exists only in dev mode)')
+  }
+  if (parsed.VAULT_ADDR !== undefined && parsed.VAULT_TOKEN === undefined) {
+    throw new ConfigError('VAULT_TOKEN', 'is required when VAULT_ADDR is set')
+  }
+
+  return {
+    ...parsed,
+    LOG_LEVEL: parsed.LOG_LEVEL ?? (parsed.NODE_ENV === 'test' ? 'silent' : 'info'),
+    JWT_PRIVATE_KEY: privatePem,
+    JWT_PUBLIC_KEY: publicPem,
+    JWT_ADDITIONAL_PUBLIC_KEYS: additional,
+    TRUST_PROXY: parsed.TRUST_PROXY.split(',').map((entry) => entry.trim()).filter((entry) => entry !== ''),
+    CACHE_PREFIX: options.cachePrefix ?? 'agentidp:',
+    EMBEDDED: options.embedded === true
+  }
+}
+
+function describe (error: { instancePath: string, keyword: string, message: string, params: unknown }, candidate: Record<string, unknown>): ConfigError {
+  const variable = error.instancePath.replace(/^\//, '') ||
+    String((error.params as { requiredProperties?: string[] }).requiredProperties?.[0] ?? 'environment')
+  if (error.keyword === 'required' || candidate[variable] === undefined) return new ConfigError(variable, 'is required')
+  // never echo the value: it may be a secret (a key, a token, a URL with a password)
+  return new ConfigError(variable, `is malformed: ${error.message}`)
+}
+
+/** Orchestrators often deliver PEMs on one line with literal "\n" sequences. */
+function normalisePem (value: string): string {
+  return value.replace(/\\n/g, '\n').replace(/\r\n/g, '\n').trim()
+}
+
+function splitPems (value: string): string[] {
+  return value.match(/-----BEGIN [A-Z ]+-----[\s\S]+?-----END [A-Z ]+-----/g) ?? []
+}
+
+function parsePublicKey (variable: string, pem: string): KeyObject {
+  try {
+    const key = createPublicKey(pem)
+    checkRsa(variable, key)
+    return key
+  } catch (error) {
+    if (error instanceof ConfigError) throw error
+    throw new ConfigError(variable, 'is not a PEM public key')
+  }
+}
+
+function checkRsa (variable: string, key: KeyObject): void {
+  const bits = key.asymmetricKeyDetails?.modulusLength ?? 0
+  if (key.asymmetricKeyType !== 'rsa' || bits < 2048) throw new ConfigError(variable, 'must be an RSA key of at least 2048 bits')
+}
+
+function checkKeyPair (privatePem: string, publicPem: string): void {
+  let privateKey: KeyObject
+  try {
+    privateKey = createPrivateKey(privatePem)
+  } catch {
+    throw new ConfigError('JWT_PRIVATE_KEY', 'is not a PEM private key')
+  }
+  checkRsa('JWT_PRIVATE_KEY', privateKey)
+  const publicKey = parsePublicKey('JWT_PUBLIC_KEY', publicPem)
+  const derived = createPublicKey(privateKey).export({ type: 'spki', format: 'der' })
+  if (!derived.equals(publicKey.export({ type: 'spki', format: 'der' }))) {
+    throw new ConfigError('JWT_PUBLIC_KEY', 'does not match JWT_PRIVATE_KEY')
+  }
+}
+
+declare module 'fastify' {
+  interface FastifyInstance { config: Config }
+}
+
+/** Exposes the already-validated configuration; validation happens before the app is built. */
+export default fp(async function configPlugin (app, options: { config: Config }) {
+  app.decorate('config', options.config)
+}, { name: 'config', fastify: '5.x' })

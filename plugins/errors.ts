@@ -1,0 +1,211 @@
+import fp from 'fastify-plugin'
+import type { FastifyError, FastifyInstance, FastifyReply, FastifyRequest } from 'fastify'
+
+/**
+ * The product's coded errors and the one error handler that renders them: RFC 6749 §5.2 bodies on
+ * OAuth routes (route config `oauth: true`), RFC 9457 problem details everywhere else. Handlers
+ * throw; they never build error JSON themselves. A 5xx never carries driver text or stacks.
+ */
+
+export type ProblemCode =
+  | 'VALIDATION_ERROR' | 'UNAUTHORIZED' | 'FORBIDDEN' | 'NOT_FOUND'
+  | 'AGENT_NOT_FOUND' | 'CREDENTIAL_NOT_FOUND' | 'AUDIT_EVENT_NOT_FOUND'
+  | 'AGENT_ALREADY_EXISTS' | 'AGENT_ALREADY_DECOMMISSIONED' | 'CREDENTIAL_ALREADY_REVOKED'
+  | 'RATE_LIMIT_EXCEEDED' | 'FREE_TIER_LIMIT_EXCEEDED' | 'CONFLICT'
+  | 'SERVICE_UNAVAILABLE' | 'INTERNAL_ERROR'
+
+export interface FieldError { field: string, message: string }
+
+const TITLES: Record<number, string> = {
+  400: 'Bad Request', 401: 'Unauthorized', 403: 'Forbidden', 404: 'Not Found', 405: 'Method Not Allowed',
+  409: 'Conflict', 413: 'Content Too Large', 415: 'Unsupported Media Type', 429: 'Too Many Requests',
+  500: 'Internal Server Error', 503: 'Service Unavailable'
+}
+
+export class ProblemError extends Error {
+  constructor (
+    readonly statusCode: number,
+    readonly code: ProblemCode,
+    readonly detail: string,
+    readonly headers: Record<string, string> = {},
+    readonly errors?: FieldError[]
+  ) {
+    super(detail)
+    this.name = 'ProblemError'
+  }
+}
+
+export const validationError = (detail: string, errors?: FieldError[]) => new ProblemError(400, 'VALIDATION_ERROR', detail, {}, errors)
+export const conflict = (code: ProblemCode, detail: string) => new ProblemError(409, code, detail)
+export const notFound = (code: ProblemCode, detail: string) => new ProblemError(404, code, detail)
+
+/** RFC 6750 §3: 401 names the problem only when a token was actually presented. */
+export function unauthorized (detail: string, tokenPresented: boolean): ProblemError {
+  const challenge = tokenPresented
+    ? `Bearer error="invalid_token", error_description="${detail}"`
+    : 'Bearer'
+  return new ProblemError(401, 'UNAUTHORIZED', detail, { 'www-authenticate': challenge })
+}
+
+export function insufficientScope (scope: string): ProblemError {
+  return new ProblemError(403, 'FORBIDDEN', `this operation requires the ${scope} scope`, {
+    'www-authenticate': `Bearer error="insufficient_scope", scope="${scope}"`
+  })
+}
+
+export function forbidden (detail: string): ProblemError {
+  return new ProblemError(403, 'FORBIDDEN', detail)
+}
+
+export type OAuthErrorCode =
+  | 'invalid_request' | 'invalid_client' | 'invalid_grant' | 'unauthorized_client' | 'unsupported_grant_type'
+  | 'invalid_scope' | 'rate_limited' | 'quota_exceeded' | 'temporarily_unavailable' | 'server_error'
+
+/** An RFC 6749 §5.2 error. */
+export class OAuthError extends Error {
+  constructor (
+    readonly statusCode: number,
+    readonly error: OAuthErrorCode,
+    readonly description: string,
+    readonly headers: Record<string, string> = {}
+  ) {
+    super(description)
+    this.name = 'OAuthError'
+  }
+}
+
+/** PostgreSQL, Redis or Vault could not answer: always a 503, never the driver's words. */
+export class DependencyUnavailableError extends Error {
+  readonly statusCode = 503
+  constructor (readonly dependency: 'postgres' | 'redis' | 'vault', options?: { cause?: unknown }) {
+    super(`${dependency} is unavailable`, options)
+    this.name = 'DependencyUnavailableError'
+  }
+}
+
+export class RateLimitError extends Error {
+  readonly statusCode = 429
+  constructor (readonly retryAfterSeconds: number, readonly oauthError: OAuthErrorCode = 'rate_limited', detail = 'too many requests') {
+    super(detail)
+    this.name = 'RateLimitError'
+  }
+}
+
+const CONNECTION_ERRNOS = new Set(['ECONNREFUSED', 'ECONNRESET', 'ETIMEDOUT', 'EHOSTUNREACH', 'ENOTFOUND', 'EPIPE', 'EAI_AGAIN'])
+const PG_CONNECTION_MESSAGES = /timeout exceeded when trying to connect|Connection terminated|connection error|Query read timeout|Client was closed|Cannot use a pool after calling end/i
+
+/** True for errors that mean "the database (or another dependency) is not answering". */
+export function isDependencyFailure (error: unknown): boolean {
+  if (error instanceof DependencyUnavailableError) return true
+  if (typeof error !== 'object' || error === null) return false
+  const { code, message } = error as { code?: unknown, message?: unknown }
+  if (typeof code === 'string') {
+    if (CONNECTION_ERRNOS.has(code)) return true
+    // SQLSTATE class 08 = connection exception; 57P01-57P03 = server shutting down / starting; 53300 = too many connections
+    if (/^08|^57P0[1-3]$|^53300$/.test(code)) return true
+  }
+  return typeof message === 'string' && PG_CONNECTION_MESSAGES.test(message)
+}
+
+interface Rendered { status: number, code: ProblemCode, detail: string, headers: Record<string, string>, errors?: FieldError[] }
+
+/** Turns anything thrown into a status, a code and a safe detail. */
+function classify (error: FastifyError & { validation?: unknown[] }): Rendered {
+  if (error instanceof ProblemError) {
+    return { status: error.statusCode, code: error.code, detail: error.detail, headers: error.headers, errors: error.errors }
+  }
+  if (error instanceof RateLimitError) {
+    return { status: 429, code: 'RATE_LIMIT_EXCEEDED', detail: error.message, headers: { 'retry-after': String(error.retryAfterSeconds) } }
+  }
+  if (isDependencyFailure(error)) {
+    return { status: 503, code: 'SERVICE_UNAVAILABLE', detail: 'a backing service is unavailable; retry later', headers: { 'retry-after': '5' } }
+  }
+  if (Array.isArray(error.validation)) {
+    const errors = fieldErrors(error)
+    return { status: 400, code: 'VALIDATION_ERROR', detail: errors.map((entry) => `${entry.field}: ${entry.message}`).join('; '), headers: {}, errors }
+  }
+  const status = typeof error.statusCode === 'number' ? error.statusCode : 500
+  if (status >= 400 && status < 500) {
+    // Fastify's own client errors: malformed JSON, wrong content type, body too large, bad URL
+    return { status, code: status === 404 ? 'NOT_FOUND' : 'VALIDATION_ERROR', detail: clientErrorDetail(error), headers: {} }
+  }
+  return { status: 500, code: 'INTERNAL_ERROR', detail: 'an unexpected error occurred', headers: {} }
+}
+
+function clientErrorDetail (error: FastifyError): string {
+  switch (error.code) {
+    case 'FST_ERR_CTP_INVALID_MEDIA_TYPE': return 'unsupported content type; send application/json'
+    case 'FST_ERR_CTP_BODY_TOO_LARGE': return 'request body is too large'
+    case 'FST_ERR_CTP_EMPTY_JSON_BODY': return 'the JSON body is empty'
+    case 'FST_ERR_CTP_INVALID_JSON_BODY': return 'the body is not valid JSON'
+    default:
+      // Fastify's 4xx messages describe the request, not the server; still, keep them short and single-line
+      return (error.message || 'bad request').split('\n')[0].slice(0, 200)
+  }
+}
+
+/** Ajv errors as `{field, message}`: the field is the JSON pointer of the bad value or of the missing/extra property. */
+function fieldErrors (error: FastifyError & { validation?: unknown[], validationContext?: string }): FieldError[] {
+  const context = error.validationContext ?? 'body'
+  return (error.validation as Array<{ instancePath: string, keyword: string, message?: string, params: Record<string, unknown> }>).map((entry) => {
+    const base = entry.instancePath.replace(/^\//, '').replace(/\//g, '.')
+    const property = entry.params.additionalProperty ?? entry.params.missingProperty
+    const field = [context, base, typeof property === 'string' ? property : ''].filter(Boolean).join('.')
+    const message = entry.keyword === 'additionalProperties'
+      ? 'unknown or read-only field'
+      : entry.keyword === 'enum'
+        ? `must be one of: ${(entry.params.allowedValues as string[]).join(', ')}`
+        : (entry.message ?? 'is invalid')
+    return { field, message }
+  })
+}
+
+function oauthBody (error: FastifyError & { validation?: unknown[] }): { status: number, error: OAuthErrorCode, description: string, headers: Record<string, string> } {
+  if (error instanceof OAuthError) return { status: error.statusCode, error: error.error, description: error.description, headers: error.headers }
+  if (error instanceof RateLimitError) {
+    return { status: 429, error: error.oauthError, description: error.message, headers: { 'retry-after': String(error.retryAfterSeconds) } }
+  }
+  const rendered = classify(error)
+  if (rendered.status === 503) return { status: 503, error: 'temporarily_unavailable', description: 'the service is temporarily unavailable', headers: rendered.headers }
+  if (rendered.status >= 500) return { status: 500, error: 'server_error', description: 'an unexpected error occurred', headers: {} }
+  return { status: 400, error: 'invalid_request', description: rendered.detail, headers: {} }
+}
+
+function logFailure (request: FastifyRequest, error: Error, status: number): void {
+  if (status >= 500) request.log.error({ err: error }, 'request failed')
+  else request.log.info({ code: (error as FastifyError).code, status }, error.name)
+}
+
+async function errorHandler (this: FastifyInstance, error: FastifyError, request: FastifyRequest, reply: FastifyReply) {
+  if (request.routeOptions.config?.oauth === true) {
+    const body = oauthBody(error)
+    logFailure(request, error, body.status)
+    reply.code(body.status).headers({ ...body.headers, 'cache-control': 'no-store' }).type('application/json')
+    return { error: body.error, error_description: body.description }
+  }
+  const problem = classify(error)
+  logFailure(request, error, problem.status)
+  reply.code(problem.status).headers(problem.headers).type('application/problem+json')
+  return {
+    type: `urn:agentidp:problem:${problem.code.toLowerCase().replace(/_/g, '-')}`,
+    title: TITLES[problem.status] ?? 'Error',
+    status: problem.status,
+    detail: problem.detail,
+    code: problem.code,
+    ...(problem.errors === undefined ? {} : { errors: problem.errors })
+  }
+}
+
+declare module 'fastify' {
+  interface FastifyContextConfig {
+    /** answer errors as RFC 6749 §5.2 bodies instead of problem+json */
+    oauth?: boolean
+  }
+}
+
+export default fp(async function errorsPlugin (app) {
+  app.setErrorHandler(errorHandler)
+  app.setNotFoundHandler(async function routeNotFound (request) {
+    throw new ProblemError(404, 'NOT_FOUND', `no route ${request.method} ${request.url.split('?')[0].slice(0, 200)}`)
+  })
+}, { name: 'errors', fastify: '5.x' })

@@ -1,0 +1,69 @@
+import { Type, type Static } from 'typebox'
+import { Cursor, SafeText, Scope, Timestamp, Uuid } from './common.js'
+
+export const AGENT_TYPES = ['screener', 'classifier', 'orchestrator', 'extractor', 'summarizer', 'router', 'monitor', 'custom'] as const
+export const DEPLOYMENT_ENVS = ['development', 'staging', 'production'] as const
+export const AGENT_STATUSES = ['active', 'suspended', 'decommissioned'] as const
+
+export const AgentType = Type.Enum([...AGENT_TYPES])
+export const DeploymentEnv = Type.Enum([...DEPLOYMENT_ENVS])
+export const AgentStatus = Type.Enum([...AGENT_STATUSES])
+
+// semver.org's recommended pattern (MAJOR.MINOR.PATCH[-pre][+build])
+const SEMVER = '^(0|[1-9]\\d*)\\.(0|[1-9]\\d*)\\.(0|[1-9]\\d*)(?:-((?:0|[1-9]\\d*|\\d*[a-zA-Z-][0-9a-zA-Z-]*)(?:\\.(?:0|[1-9]\\d*|\\d*[a-zA-Z-][0-9a-zA-Z-]*))*))?(?:\\+([0-9a-zA-Z-]+(?:\\.[0-9a-zA-Z-]+)*))?$'
+
+export const Version = Type.String({ pattern: SEMVER, maxLength: 64, description: 'semantic version' })
+export const Capabilities = Type.Array(Scope, { minItems: 1, maxItems: 64, uniqueItems: true, description: 'scopes this agent may be granted' })
+export const Owner = SafeText(1, 128, { description: 'owner label (not a tenant boundary)' })
+export const Email = Type.String({ format: 'email', maxLength: 254 })
+
+export const Agent = Type.Object({
+  agentId: Uuid,
+  email: Email,
+  agentType: AgentType,
+  version: Version,
+  capabilities: Type.Array(Type.String()),
+  owner: Type.String(),
+  deploymentEnv: DeploymentEnv,
+  status: AgentStatus,
+  createdAt: Timestamp,
+  updatedAt: Timestamp
+}, { title: 'Agent' })
+export type Agent = Static<typeof Agent>
+
+export const CreateAgent = Type.Object({
+  email: Email,
+  agentType: AgentType,
+  version: Version,
+  capabilities: Capabilities,
+  owner: Owner,
+  deploymentEnv: DeploymentEnv
+}, { additionalProperties: false, title: 'CreateAgent' })
+export type CreateAgent = Static<typeof CreateAgent>
+
+export const UpdateAgent = Type.Object({
+  status: Type.Optional(AgentStatus),
+  capabilities: Type.Optional(Capabilities),
+  version: Type.Optional(Version),
+  owner: Type.Optional(Owner),
+  deploymentEnv: Type.Optional(DeploymentEnv),
+  agentType: Type.Optional(AgentType)
+}, { additionalProperties: false, minProperties: 1, title: 'UpdateAgent', description: 'email and agentId are immutable' })
+export type UpdateAgent = Static<typeof UpdateAgent>
+
+export const AgentParams = Type.Object({ agentId: Uuid }, { additionalProperties: false })
+
+export const ListAgentsQuery = Type.Object({
+  status: Type.Optional(AgentStatus),
+  deploymentEnv: Type.Optional(DeploymentEnv),
+  agentType: Type.Optional(AgentType),
+  owner: Type.Optional(Owner),
+  limit: Type.Integer({ minimum: 1, maximum: 100, default: 20 }),
+  cursor: Type.Optional(Cursor)
+}, { additionalProperties: false })
+export type ListAgentsQuery = Static<typeof ListAgentsQuery>
+
+export const AgentList = Type.Object({
+  data: Type.Array(Agent),
+  nextCursor: Type.Union([Type.String(), Type.Null()])
+}, { title: 'AgentList' })

@@ -1,0 +1,44 @@
+import { Type } from 'typebox'
+
+/** Building blocks shared by every area's schemas. */
+
+/** printable text: no NUL or other control characters, which PostgreSQL and log pipelines choke on */
+export const SafeText = (minLength: number, maxLength: number, options: Record<string, unknown> = {}) =>
+  Type.String({ minLength, maxLength, pattern: '^[^\\u0000-\\u001f\\u007f]*$', ...options })
+
+export const Uuid = Type.String({ format: 'uuid', maxLength: 36, description: 'UUID' })
+
+export const Timestamp = Type.String({ format: 'date-time', description: 'ISO 8601 instant, UTC' })
+
+/** A scope / capability: `resource:action` */
+export const Scope = Type.String({
+  pattern: '^[a-z][a-z0-9_-]{0,63}:[a-z*][a-z0-9_.*-]{0,63}$',
+  maxLength: 129,
+  description: 'resource:action'
+})
+
+export const Cursor = Type.String({ pattern: '^[A-Za-z0-9_-]{1,512}$', description: 'opaque cursor from a previous page' })
+
+export const FieldError = Type.Object({ field: Type.String(), message: Type.String() })
+
+/** RFC 9457 problem details, as every management error is rendered by plugins/errors.ts */
+export const Problem = Type.Object({
+  type: Type.String(),
+  title: Type.String(),
+  status: Type.Integer(),
+  detail: Type.String(),
+  code: Type.String(),
+  errors: Type.Optional(Type.Array(FieldError))
+}, { title: 'Problem', description: 'RFC 9457 problem details (application/problem+json)' })
+
+/** The error responses of an authenticated management route. */
+export const ManagementErrors = {
+  400: Problem,
+  401: Problem,
+  403: Problem,
+  404: Problem,
+  429: Problem,
+  503: Problem
+} as const
+
+export const NoContent = Type.Null({ description: 'no content' })

@@ -1,0 +1,137 @@
+import { generateKeyPairSync, randomUUID } from 'node:crypto'
+import { Writable } from 'node:stream'
+import pg from 'pg'
+import type { FastifyInstance } from 'fastify'
+import { buildApp } from '../app.js'
+import { loadConfig, type Config } from '../plugins/config.js'
+import { migrate } from '../lib/migrations.js'
+import { bundledPolicyDir } from '../lib/paths.js'
+import { insertAgent } from '../routes/agents/repository.js'
+import { PLATFORM_SCOPES } from '../schemas/scopes.js'
+
+/**
+ * Test harness: every test file gets its own PostgreSQL schema and its own Redis key prefix, so
+ * files run in parallel against the machine's real PostgreSQL and Redis without seeing each other.
+ */
+export const BASE_DATABASE_URL = process.env.TEST_DATABASE_URL ?? 'postgres://postgres@127.0.0.1:5432/test'
+export const REDIS_URL = process.env.TEST_REDIS_URL ?? 'redis://127.0.0.1:6379'
+export const ISSUER = 'http://idp.test'
+
+interface Tap { teardown (fn: () => unknown): void }
+
+function pemPair () {
+  const { privateKey, publicKey } = generateKeyPairSync('rsa', { modulusLength: 2048 })
+  return {
+    privateKey: privateKey.export({ type: 'pkcs8', format: 'pem' }).toString(),
+    publicKey: publicKey.export({ type: 'spki', format: 'pem' }).toString()
+  }
+}
+
+export const testKeys = pemPair()
+
+export function schemaUrl (schema: string, base = BASE_DATABASE_URL): string {
+  const url = new URL(base)
+  url.searchParams.set('options', `-c search_path=${schema}`)
+  return url.toString()
+}
+
+/** A fresh, migrated schema, dropped when the test ends. */
+export async function createSchema (t: Tap): Promise<{ schema: string, databaseUrl: string }> {
+  const schema = `t_${randomUUID().replace(/-/g, '').slice(0, 16)}`
+  await migrate(BASE_DATABASE_URL, { schema })
+  t.teardown(async () => {
+    const client = new pg.Client({ connectionString: BASE_DATABASE_URL })
+    await client.connect()
+    await client.query(`DROP SCHEMA IF EXISTS ${schema} CASCADE`)
+    await client.end()
+  })
+  return { schema, databaseUrl: schemaUrl(schema) }
+}
+
+export function testEnv (databaseUrl: string, overrides: Record<string, string | undefined> = {}): Record<string, string | undefined> {
+  return {
+    NODE_ENV: 'test',
+    DATABASE_URL: databaseUrl,
+    REDIS_URL,
+    JWT_PRIVATE_KEY: testKeys.privateKey,
+    JWT_PUBLIC_KEY: testKeys.publicKey,
+    ISSUER_URL: ISSUER,
+    POLICY_DIR: bundledPolicyDir,
+    ...overrides
+  }
+}
+
+export function testConfig (databaseUrl: string, overrides: Record<string, string | undefined> = {}): Config {
+  return loadConfig(testEnv(databaseUrl, overrides), { cachePrefix: `test:${randomUUID()}:` })
+}
+
+/** Collects every log line an app writes, to search them for secrets. */
+export class LogCapture extends Writable {
+  readonly lines: string[] = []
+  override _write (chunk: Buffer, _encoding: string, done: () => void): void {
+    this.lines.push(...chunk.toString('utf8').split('\n').filter(Boolean))
+    done()
+  }
+
+  get text (): string { return this.lines.join('\n') }
+}
+
+export interface TestApp extends FastifyInstance {
+  schema: string
+  databaseUrl: string
+}
+
+/** Builds the app on its own schema; closed and dropped in teardown. */
+export async function build (t: Tap, options: { env?: Record<string, string | undefined>, logStream?: NodeJS.WritableStream, databaseUrl?: string } = {}): Promise<TestApp> {
+  const { schema, databaseUrl } = options.databaseUrl === undefined
+    ? await createSchema(t)
+    : { schema: new URL(options.databaseUrl).searchParams.get('options')?.split('=')[1] ?? 'public', databaseUrl: options.databaseUrl }
+  const config = testConfig(databaseUrl, { ...options.env, ...(options.logStream === undefined ? {} : { LOG_LEVEL: 'info' }) })
+  const app = await buildApp({ config, logStream: options.logStream })
+  t.teardown(() => app.close())
+  await app.ready()
+  return Object.assign(app, { schema, databaseUrl })
+}
+
+let counter = 0
+/** A valid agent body with a unique email. */
+export function agentBody (overrides: Record<string, unknown> = {}): Record<string, unknown> {
+  counter += 1
+  return {
+    email: `agent-${counter}-${randomUUID().slice(0, 8)}@example.com`,
+    agentType: 'summarizer',
+    version: '1.0.0',
+    capabilities: ['docs:read'],
+    owner: 'team-a',
+    deploymentEnv: 'staging',
+    ...overrides
+  }
+}
+
+/** Signs an access token for `agentId` with the app's own key ring, as the token endpoint would. */
+export async function mintToken (app: FastifyInstance, agentId: string, claims: Record<string, unknown> = {}): Promise<string> {
+  const now = Math.floor(Date.now() / 1000)
+  return await app.keys.sign({
+    iss: ISSUER,
+    sub: agentId,
+    client_id: agentId,
+    aud: ISSUER,
+    iat: now,
+    exp: now + 3600,
+    jti: randomUUID(),
+    scope: PLATFORM_SCOPES.join(' '),
+    ...claims
+  })
+}
+
+/** Registers an agent directly in the database (no API call) and returns it with a token. */
+export async function seedAgent (app: FastifyInstance, overrides: Record<string, unknown> = {}, scope?: string) {
+  const agent = await insertAgent(app.pg, agentBody(overrides) as never)
+  const token = await mintToken(app, agent.agentId, { scope: scope ?? agent.capabilities.join(' ') })
+  return { agent, token, headers: { authorization: `Bearer ${token}` } }
+}
+
+/** An active agent holding every platform scope, and a bearer header for it. */
+export async function seedAdmin (app: FastifyInstance) {
+  return await seedAgent(app, { capabilities: [...PLATFORM_SCOPES], owner: 'platform' })
+}
