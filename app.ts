@@ -45,7 +45,6 @@ export async function buildApp ({ config, logStream }: BuildOptions): Promise<Fa
     trustProxy: config.TRUST_PROXY.length > 0 ? config.TRUST_PROXY : false,
     genReqId: requestId,
     requestIdHeader: false,
-    requestIdLogLabel: 'requestId',
     ajv: {
       // unknown fields must be answered with 400, never silently dropped (API.md)
       customOptions: { removeAdditional: false, coerceTypes: 'array', useDefaults: true, allErrors: false }

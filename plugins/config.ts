@@ -1,4 +1,5 @@
 import { createPrivateKey, createPublicKey, type KeyObject } from 'node:crypto'
+import dotenv from 'dotenv'
 import fp from 'fastify-plugin'
 import { Type, type Static } from 'typebox'
 import { Value } from 'typebox/value'
@@ -101,6 +102,20 @@ export function loadConfig (env: Record<string, string | undefined>, options: Lo
     CACHE_PREFIX: options.cachePrefix ?? 'agentidp:',
     EMBEDDED: options.embedded === true
   }
+}
+
+/** process.env, after a `.env` file in the working directory (if any) filled what is unset. */
+export function readEnvironment (): Record<string, string | undefined> {
+  dotenv.config({ quiet: true })
+  return { ...process.env }
+}
+
+/** Only DATABASE_URL, for commands that need nothing else (bootstrap). */
+export function loadDatabaseUrl (env: Record<string, string | undefined>): string {
+  const value = env.DATABASE_URL
+  if (value === undefined || value === '') throw new ConfigError('DATABASE_URL', 'is required')
+  if (!Value.Check(EnvSchema.properties.DATABASE_URL, value)) throw new ConfigError('DATABASE_URL', 'is malformed: must be a postgres:// or postgresql:// URL')
+  return value
 }
 
 function describe (error: { instancePath: string, keyword: string, message: string, params: unknown }, candidate: Record<string, unknown>): ConfigError {

