@@ -13,8 +13,12 @@ import auditPlugin from './plugins/audit.js'
 import authPlugin from './plugins/auth.js'
 import policyPlugin from './plugins/policy.js'
 import swaggerPlugin from './plugins/swagger.js'
+import rateLimitPlugin from './plugins/rate-limit.js'
+import clientAuthPlugin from './plugins/client-auth.js'
 import healthRoutes from './routes/health.js'
 import agentRoutes from './routes/agents/index.js'
+import credentialRoutes from './routes/credentials/index.js'
+import oauthRoutes from './routes/oauth/index.js'
 import { loggerOptions } from './lib/logger.js'
 
 /** Requests larger than this are refused with 413 before they are parsed. */
@@ -68,12 +72,16 @@ export async function buildApp ({ config, logStream }: BuildOptions): Promise<Fa
   await app.register(cachePlugin)
   await app.register(keysPlugin)
   await app.register(auditPlugin)
+  await app.register(rateLimitPlugin)
+  await app.register(clientAuthPlugin)
   await app.register(authPlugin)
   await app.register(policyPlugin)
   await app.register(swaggerPlugin)
 
   await app.register(healthRoutes)
   await app.register(agentRoutes)
+  await app.register(credentialRoutes)
+  await app.register(oauthRoutes)
 
   return app
 }

@@ -1,4 +1,5 @@
 import { runner } from 'node-pg-migrate'
+import pg from 'pg'
 import { migrationsDir } from './paths.js'
 
 export const MIGRATIONS_TABLE = 'schema_migrations'
@@ -9,6 +10,9 @@ export const MIGRATIONS_TABLE = 'schema_migrations'
  * behind it and then find nothing left to do, instead of failing.
  */
 export async function migrate (databaseUrl: string, options: { schema?: string, log?: (message: string) => void } = {}): Promise<string[]> {
+  // Left alone, node-pg-migrate keeps its tracking table in "public" while the migrations create
+  // their tables wherever DATABASE_URL's search_path points: keep both in the same schema.
+  const migrationsSchema = options.schema === undefined ? await currentSchema(databaseUrl) : null
   const applied = await runner({
     databaseUrl,
     dir: migrationsDir,
@@ -19,8 +23,20 @@ export async function migrate (databaseUrl: string, options: { schema?: string, 
     singleTransaction: true,
     advisoryLockMode: 'wait',
     ...(options.schema === undefined ? {} : { schema: options.schema, createSchema: true }),
+    ...(migrationsSchema === null ? {} : { migrationsSchema }),
     log: options.log ?? (() => {}),
     verbose: false
   })
   return applied.map((migration) => migration.name)
+}
+
+/** The schema unqualified CREATE TABLE statements land in (null when search_path names none that exists). */
+async function currentSchema (databaseUrl: string): Promise<string | null> {
+  const client = new pg.Client({ connectionString: databaseUrl, connectionTimeoutMillis: 5000 })
+  await client.connect()
+  try {
+    return (await client.query<{ schema: string | null }>('SELECT current_schema() AS schema')).rows[0].schema
+  } finally {
+    await client.end()
+  }
 }

@@ -3,7 +3,7 @@ import { decodeJwt, errors as joseErrors, type JWTPayload } from 'jose'
 import type { FastifyInstance, FastifyRequest } from 'fastify'
 import { unauthorized } from './errors.js'
 import { UnknownKeyError } from './keys.js'
-import { findAgentAuthState } from '../routes/agents/repository.js'
+import { agentExists, findTokenState, type TokenState } from '../routes/oauth/repository.js'
 import { issuedBeforeValidAfter } from '../lib/token-time.js'
 import { isUuid } from '../lib/uuid.js'
 
@@ -11,8 +11,9 @@ import { isUuid } from '../lib/uuid.js'
  * Bearer authentication for every route under /api/ (unless the route says `config: { public: true }`,
  * as the OAuth endpoints do, which authenticate clients themselves). A token is accepted only when
  * its signature, alg, kid, typ, iss, aud and lifetime check out AND the server-side state says it
- * is still good now: the agent exists and is active and the token postdates the agent's "valid
- * after" instant. Its effective scope is its `scope` ∩ the agent's current capabilities.
+ * is still good now: its issuance is recorded and not revoked, its credential is not revoked, the
+ * agent is active and the token postdates the agent's "valid after" instant. Its effective scope
+ * is its `scope` ∩ the agent's current capabilities.
  */
 
 export interface Principal {
@@ -42,8 +43,15 @@ export interface AccessTokens {
   validate (token: string, options?: { audience?: string | string[] | null }): Promise<Validation>
 }
 
-/** Extra checks on the server-side state, contributed by later capabilities (revoked jti, credential). */
-export type StateCheck = (claims: JWTPayload & { sub: string, jti: string }) => Promise<FailureReason | null>
+/** Why a correctly signed, unexpired token is nevertheless dead now; null when it is alive. */
+function revocationReason (state: TokenState, iat: number): FailureReason | null {
+  if (state.agentStatus === 'suspended') return 'agent_suspended'
+  if (state.agentStatus === 'decommissioned') return 'agent_decommissioned'
+  if (issuedBeforeValidAfter(iat, state.validAfterMs)) return 'token_revoked'
+  if (!state.recorded || state.tokenRevoked) return 'token_revoked'
+  if (state.credentialRevoked) return 'credential_revoked'
+  return null
+}
 
 const DESCRIPTIONS: Record<FailureReason, string> = {
   malformed_token: 'the access token is malformed',
@@ -96,8 +104,6 @@ const BEARER = /^Bearer +([A-Za-z0-9\-._~+/]+=*) *$/i
 declare module 'fastify' {
   interface FastifyInstance {
     accessTokens: AccessTokens
-    /** registers an extra server-side state check (revocation of jti/credential) */
-    addTokenStateCheck (check: StateCheck): void
   }
   interface FastifyRequest {
     principal?: Principal
@@ -110,7 +116,6 @@ declare module 'fastify' {
 
 export default fp(async function authPlugin (app: FastifyInstance) {
   const issuer = app.config.ISSUER_URL
-  const stateChecks: StateCheck[] = []
 
   async function validate (token: string, options: { audience?: string | string[] | null } = {}): Promise<Validation> {
     const audience = options.audience === undefined ? issuer : options.audience
@@ -128,16 +133,13 @@ export default fp(async function authPlugin (app: FastifyInstance) {
     const jti = claims.jti as string
     // only this issuer signs, but a malformed subject must never reach SQL as a 500
     if (!isUuid(sub)) return { ok: false, reason: 'malformed_token', claimedAgentId: null }
-    const state = await findAgentAuthState(app.pg, sub)
+    if (!isUuid(jti)) return { ok: false, reason: 'malformed_token', claimedAgentId: sub }
+    // the durable state, read now from PostgreSQL: the same answer on every instance at once,
+    // and an unreadable state is an error (503), never a valid token
+    const state = await findTokenState(app.pg, sub, jti)
     if (state === null) return { ok: false, reason: 'unknown_agent', claimedAgentId: null }
-    if (state.status !== 'active') {
-      return { ok: false, reason: state.status === 'suspended' ? 'agent_suspended' : 'agent_decommissioned', claimedAgentId: sub }
-    }
-    if (issuedBeforeValidAfter(claims.iat as number, state.validAfterMs)) return { ok: false, reason: 'token_revoked', claimedAgentId: sub }
-    for (const check of stateChecks) {
-      const reason = await check({ ...claims, sub, jti })
-      if (reason !== null) return { ok: false, reason, claimedAgentId: sub }
-    }
+    const reason = revocationReason(state, claims.iat as number)
+    if (reason !== null) return { ok: false, reason, claimedAgentId: sub }
     const granted = typeof claims.scope === 'string' ? claims.scope.split(' ').filter(Boolean) : []
     return {
       ok: true,
@@ -156,8 +158,7 @@ export default fp(async function authPlugin (app: FastifyInstance) {
 
   /** auth.failed names the claimed agent only when it exists: an unverified `sub` is attacker-chosen */
   async function existingAgentOrNull (agentId: string | null): Promise<string | null> {
-    if (agentId === null) return null
-    return (await findAgentAuthState(app.pg, agentId)) === null ? null : agentId
+    return agentId !== null && await agentExists(app.pg, agentId) ? agentId : null
   }
 
   async function authenticate (request: FastifyRequest): Promise<void> {
@@ -179,7 +180,6 @@ export default fp(async function authPlugin (app: FastifyInstance) {
   }
 
   app.decorate('accessTokens', { validate })
-  app.decorate('addTokenStateCheck', (check: StateCheck) => { stateChecks.push(check) })
   app.decorateRequest('principal', undefined)
 
   app.addHook('onRoute', function requireBearer (route) {

@@ -59,7 +59,7 @@ export function forbidden (detail: string): ProblemError {
 
 export type OAuthErrorCode =
   | 'invalid_request' | 'invalid_client' | 'invalid_grant' | 'unauthorized_client' | 'unsupported_grant_type'
-  | 'invalid_scope' | 'rate_limited' | 'quota_exceeded' | 'temporarily_unavailable' | 'server_error'
+  | 'invalid_scope' | 'invalid_target' | 'invalid_token' | 'rate_limited' | 'quota_exceeded' | 'temporarily_unavailable' | 'server_error'
 
 /** An RFC 6749 §5.2 error. */
 export class OAuthError extends Error {
@@ -92,7 +92,8 @@ export class RateLimitError extends Error {
 }
 
 const CONNECTION_ERRNOS = new Set(['ECONNREFUSED', 'ECONNRESET', 'ETIMEDOUT', 'EHOSTUNREACH', 'ENOTFOUND', 'EPIPE', 'EAI_AGAIN'])
-const PG_CONNECTION_MESSAGES = /timeout exceeded when trying to connect|Connection terminated|connection error|Query read timeout|Client was closed|Cannot use a pool after calling end/i
+// pg pool/connection failures and ioredis ones (offline queue disabled, reconnecting, timed out)
+const PG_CONNECTION_MESSAGES = /timeout exceeded when trying to connect|Connection terminated|connection error|Query read timeout|Client was closed|Cannot use a pool after calling end|Stream isn't writeable|Connection is closed|Command timed out|Reached the max retries per request/i
 
 /** True for errors that mean "the database (or another dependency) is not answering". */
 export function isDependencyFailure (error: unknown): boolean {
@@ -117,7 +118,7 @@ function classify (error: FastifyError & { validation?: unknown[] }): Rendered {
   if (error instanceof RateLimitError) {
     return { status: 429, code: 'RATE_LIMIT_EXCEEDED', detail: error.message, headers: { 'retry-after': String(error.retryAfterSeconds) } }
   }
-  if (isDependencyFailure(error)) {
+  if (isDependencyFailure(error) || error.statusCode === 503) {
     return { status: 503, code: 'SERVICE_UNAVAILABLE', detail: 'a backing service is unavailable; retry later', headers: { 'retry-after': '5' } }
   }
   if (Array.isArray(error.validation)) {

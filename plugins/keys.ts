@@ -1,6 +1,6 @@
 import { createPrivateKey, createPublicKey, type KeyObject } from 'node:crypto'
 import fp from 'fastify-plugin'
-import { calculateJwkThumbprint, exportJWK, jwtVerify, SignJWT, type JWK, type JWTPayload, type JWTVerifyResult } from 'jose'
+import { calculateJwkThumbprint, exportJWK, jwtVerify, SignJWT, type JWTPayload, type JWTVerifyResult } from 'jose'
 import type { FastifyInstance } from 'fastify'
 
 /**
@@ -14,7 +14,7 @@ export const ACCESS_TOKEN_TYP = 'at+jwt'
 /** accepted clock skew for exp/nbf/iat, in seconds */
 export const CLOCK_TOLERANCE_SECONDS = 30
 
-export interface PublicJwk extends JWK { kid: string, alg: string, use: 'sig' }
+export interface PublicJwk { kty: string, n: string, e: string, kid: string, alg: string, use: 'sig' }
 
 export interface KeyRing {
   readonly currentKid: string
@@ -31,7 +31,7 @@ async function describeKey (key: KeyObject): Promise<VerificationKey> {
   const jwk = await exportJWK(key)
   // RFC 7638 thumbprint over the required members only (e, kty, n): the same key always gets the same kid
   const kid = await calculateJwkThumbprint({ kty: jwk.kty, e: jwk.e, n: jwk.n }, 'sha256')
-  return { kid, key, jwk: { kty: jwk.kty, n: jwk.n, e: jwk.e, kid, alg: SIGNING_ALG, use: 'sig' } }
+  return { kid, key, jwk: { kty: jwk.kty as string, n: jwk.n as string, e: jwk.e as string, kid, alg: SIGNING_ALG, use: 'sig' } }
 }
 
 /** Builds the ring from PEMs (already validated by config); exported for tests and tools. */

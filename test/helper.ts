@@ -7,6 +7,8 @@ import { loadConfig, type Config } from '../plugins/config.js'
 import { migrate } from '../lib/migrations.js'
 import { bundledPolicyDir } from '../lib/paths.js'
 import { insertAgent } from '../routes/agents/repository.js'
+import { insertCredential } from '../routes/credentials/repository.js'
+import { insertIssuedTokens } from '../routes/oauth/repository.js'
 import { PLATFORM_SCOPES } from '../schemas/scopes.js'
 
 /**
@@ -108,10 +110,21 @@ export function agentBody (overrides: Record<string, unknown> = {}): Record<stri
   }
 }
 
-/** Signs an access token for `agentId` with the app's own key ring, as the token endpoint would. */
-export async function mintToken (app: FastifyInstance, agentId: string, claims: Record<string, unknown> = {}): Promise<string> {
+/** A credential row for `agentId` whose secret nobody knows: enough to hang minted tokens on. */
+export async function seedCredential (app: FastifyInstance, agentId: string): Promise<string> {
+  const credentialId = randomUUID()
+  await insertCredential(app.pg, { credentialId, clientId: agentId, secretHash: 'not-a-hash', expiresAt: null })
+  return credentialId
+}
+
+/**
+ * Signs an access token for `agentId` with the app's own key ring and records its issuance, as the
+ * token endpoint does (a token without a recorded issuance is refused). `record: false` skips that.
+ */
+export async function mintToken (app: FastifyInstance, agentId: string, claims: Record<string, unknown> = {},
+  options: { credentialId?: string, record?: boolean } = {}): Promise<string> {
   const now = Math.floor(Date.now() / 1000)
-  return await app.keys.sign({
+  const payload = {
     iss: ISSUER,
     sub: agentId,
     client_id: agentId,
@@ -121,7 +134,19 @@ export async function mintToken (app: FastifyInstance, agentId: string, claims: 
     jti: randomUUID(),
     scope: PLATFORM_SCOPES.join(' '),
     ...claims
-  })
+  }
+  if (options.record !== false) {
+    await insertIssuedTokens(app.pg, [{
+      jti: payload.jti,
+      agentId,
+      credentialId: options.credentialId ?? await seedCredential(app, agentId),
+      scope: String(payload.scope),
+      audience: String(payload.aud),
+      issuedAt: Number(payload.iat),
+      expiresAt: Number(payload.exp)
+    }])
+  }
+  return await app.keys.sign(payload)
 }
 
 /** Registers an agent directly in the database (no API call) and returns it with a token. */

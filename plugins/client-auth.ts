@@ -1,0 +1,216 @@
+import { createHmac, randomBytes, timingSafeEqual } from 'node:crypto'
+import fp from 'fastify-plugin'
+import type { FastifyInstance, FastifyRequest } from 'fastify'
+import { OAuthError, RateLimitError } from './errors.js'
+import { createLimiter } from '../lib/limiter.js'
+import { isUuid } from '../lib/uuid.js'
+import { credentialIdOf, decoy, verifySecret } from '../routes/credentials/secrets.js'
+import { agentExists, findClientByCredential, type ClientRecord } from '../routes/oauth/repository.js'
+
+/**
+ * OAuth client authentication (RFC 6749 §2.3.1): client_secret_basic or client_secret_post, never
+ * both. Every failure looks the same from outside — unknown client, wrong secret, revoked or
+ * expired credential, decommissioned agent: one 401 body after the same work (one database lookup,
+ * one argon2 verification, real or decoy). Failures count against the caller's IP; past
+ * RATE_LIMIT_AUTH_FAILURES_PER_IP a minute, that IP is refused before any work, while the agent
+ * itself, authenticating from elsewhere, is unaffected: nobody can lock an agent out by failing
+ * on its client_id.
+ *
+ * argon2 stays off the hot path: a secret verified once is remembered as an HMAC under a
+ * per-process key, bound to the stored hash it matched. Every request still reads the credential
+ * and agent rows, so revocation, expiry and suspension apply at once on every instance, and a
+ * rotation (new stored hash) makes the remembered digest useless at once.
+ */
+
+export interface AuthenticatedClient {
+  agentId: string
+  credentialId: string
+  capabilities: string[]
+  validAfterMs: number
+  method: 'client_secret_basic' | 'client_secret_post'
+}
+
+interface PresentedCredentials { clientId: string, secret: string, method: AuthenticatedClient['method'] }
+
+export interface ClientCredentialFields { client_id?: string, client_secret?: string }
+
+export interface ClientAuthenticator {
+  /** true when the request carries client credentials (header or body), whether valid or not */
+  presents (request: FastifyRequest, body: ClientCredentialFields): boolean
+  authenticate (request: FastifyRequest, body: ClientCredentialFields): Promise<AuthenticatedClient>
+  /** drops what this instance remembers of a credential's secret (rotation, revocation) */
+  forget (credentialId: string): void
+}
+
+const BASIC = /^Basic +([A-Za-z0-9+/]+=*) *$/i
+const FAILURE_WINDOW_SECONDS = 60
+const DIGEST_TTL_MS = 10 * 60_000
+const DIGEST_MAX_ENTRIES = 10_000
+// argon2 runs on libuv's 4 threads, which RS256 signing also uses: keep two of them for signing
+const ARGON2_CONCURRENCY = 2
+const ARGON2_MAX_QUEUED = 200
+
+function invalidRequest (description: string): OAuthError {
+  return new OAuthError(400, 'invalid_request', description)
+}
+
+/** RFC 6749 §2.3.1: Basic credentials are form-urlencoded before base64. */
+function fromBasicHeader (header: string): PresentedCredentials | null {
+  const match = BASIC.exec(header)
+  if (match === null) return null
+  const decoded = Buffer.from(match[1], 'base64').toString('utf8')
+  const colon = decoded.indexOf(':')
+  if (colon < 0) return null
+  try {
+    const clientId = decodeURIComponent(decoded.slice(0, colon).replace(/\+/g, ' '))
+    const secret = decodeURIComponent(decoded.slice(colon + 1).replace(/\+/g, ' '))
+    return { clientId, secret, method: 'client_secret_basic' }
+  } catch {
+    return null
+  }
+}
+
+interface Remembered { storedHash: string, digest: Buffer, expiresAt: number }
+
+declare module 'fastify' {
+  interface FastifyInstance { clientAuth: ClientAuthenticator }
+  interface FastifyRequest {
+    /** the client authenticated by its credentials on this request, if any */
+    oauthClient: AuthenticatedClient | null
+  }
+}
+
+export default fp(async function clientAuthPlugin (app: FastifyInstance) {
+  const failureLimit = app.config.RATE_LIMIT_AUTH_FAILURES_PER_IP
+  // counted only on failure, so an agent's own successful authentications never use up its IP's budget
+  const failuresPerIp = failureLimit === 0
+    ? null
+    : app.createRateLimit({ max: failureLimit, timeWindow: FAILURE_WINDOW_SECONDS * 1000, keyGenerator: (request) => `authfail:${request.ip}` })
+  const hmacKey = randomBytes(32)
+  const remembered = new Map<string, Remembered>()
+  const argon2Slots = createLimiter(ARGON2_CONCURRENCY, ARGON2_MAX_QUEUED)
+  await decoy()
+
+  const digestOf = (secret: string) => createHmac('sha256', hmacKey).update(secret).digest()
+
+  function remember (credentialId: string, storedHash: string, secret: string): void {
+    if (remembered.size >= DIGEST_MAX_ENTRIES) remembered.delete(remembered.keys().next().value as string)
+    remembered.set(credentialId, { storedHash, digest: digestOf(secret), expiresAt: Date.now() + DIGEST_TTL_MS })
+  }
+
+  function recalls (record: ClientRecord, secret: string): boolean {
+    const entry = remembered.get(record.credentialId)
+    if (entry === undefined || entry.storedHash !== record.secretHash || entry.expiresAt <= Date.now()) return false
+    return timingSafeEqual(entry.digest, digestOf(secret))
+  }
+
+  async function argon2 (hash: string, secret: string): Promise<boolean> {
+    return await argon2Slots.run(() => verifySecret(hash, secret))
+  }
+
+  async function verifyAndRemember (record: ClientRecord, secret: string): Promise<boolean> {
+    const hash = record.secretHash ?? await decoy()
+    const valid = await argon2(hash, secret) && record.secretHash !== null
+    if (valid) remember(record.credentialId, hash, secret)
+    return valid
+  }
+
+  /** The presented credentials; 'malformed' for an unreadable Basic header; null when there are none. */
+  function presented (request: FastifyRequest, body: ClientCredentialFields): PresentedCredentials | 'malformed' | null {
+    const header = request.headers.authorization
+    const basic = typeof header === 'string' && /^basic /i.test(header)
+    if (basic && body.client_secret !== undefined) {
+      throw invalidRequest('client credentials were sent both in the Authorization header and in the body')
+    }
+    if (basic) {
+      const credentials = fromBasicHeader(header)
+      if (credentials === null) return 'malformed'
+      if (body.client_id !== undefined && body.client_id !== credentials.clientId) {
+        throw invalidRequest('client_id in the body does not match the Authorization header')
+      }
+      return credentials
+    }
+    if (body.client_secret !== undefined) {
+      if (body.client_id === undefined) throw invalidRequest('client_id is required with client_secret')
+      return { clientId: body.client_id, secret: body.client_secret, method: 'client_secret_post' }
+    }
+    return null
+  }
+
+  /** Records a failed authentication (audit + the IP's failure count), then gives the one 401 answer. */
+  async function reject (request: FastifyRequest, method: AuthenticatedClient['method'] | null, claimedClientId: string | null, reason: string): Promise<never> {
+    const known = claimedClientId !== null && isUuid(claimedClientId) && await agentExists(app.pg, claimedClientId)
+    await app.audit.record(request, {
+      action: 'auth.failed',
+      outcome: 'failure',
+      agentId: known ? claimedClientId.toLowerCase() : null,
+      metadata: { reason, method: 'client_credentials', endpoint: request.routeOptions.url }
+    })
+    if (failuresPerIp !== null) await failuresPerIp(request)
+    throw new OAuthError(401, 'invalid_client', 'client authentication failed',
+      method === 'client_secret_basic' ? { 'www-authenticate': 'Basic realm="agentidp", charset="UTF-8"' } : {})
+  }
+
+  /** Peeks at the IP's failure count: an IP at its limit is refused before any work is done. */
+  async function refuseFloodingIp (request: FastifyRequest): Promise<void> {
+    if (failuresPerIp === null) return
+    const window = await failuresPerIp(request, { increment: false })
+    if (window.isAllowed) return
+    if (window.remaining === 0) {
+      throw new RateLimitError(Math.max(1, window.ttlInSeconds), 'rate_limited', 'too many failed client authentications from this address; retry later')
+    }
+  }
+
+  async function verify (request: FastifyRequest, credentials: PresentedCredentials): Promise<AuthenticatedClient> {
+    const credentialId = credentialIdOf(credentials.secret)
+    const record = credentialId === null ? null : await findClientByCredential(app.pg, credentialId)
+    const matches = record !== null && record.agentId === credentials.clientId.toLowerCase()
+    const usable = matches && record.credentialStatus === 'active' && record.agentStatus !== 'decommissioned' ? record : null
+    // the same argon2 work whether or not there is a real hash to compare against
+    const valid = usable !== null
+      ? recalls(usable, credentials.secret) || await verifyAndRemember(usable, credentials.secret)
+      : await argon2(await decoy(), credentials.secret) && false
+    if (!valid) {
+      const reason = record === null || !matches
+        ? (credentialId === null ? 'malformed_secret' : 'unknown_client')
+        : record.credentialStatus !== 'active' ? `${record.credentialStatus}_credential`
+          : record.agentStatus === 'decommissioned' ? 'agent_decommissioned' : 'bad_secret'
+      return await reject(request, credentials.method, credentials.clientId, reason)
+    }
+    const client = record as ClientRecord
+    if (client.agentStatus === 'suspended') {
+      await app.audit.record(request, {
+        action: 'auth.failed', outcome: 'failure', agentId: client.agentId,
+        metadata: { reason: 'agent_suspended', method: 'client_credentials', endpoint: request.routeOptions.url }
+      })
+      throw new OAuthError(400, 'unauthorized_client', 'the client is suspended')
+    }
+    return {
+      agentId: client.agentId,
+      credentialId: client.credentialId,
+      capabilities: client.capabilities,
+      validAfterMs: client.validAfterMs,
+      method: credentials.method
+    }
+  }
+
+  const authenticator: ClientAuthenticator = {
+    presents (request, body) {
+      const header = request.headers.authorization
+      return (typeof header === 'string' && /^basic /i.test(header)) || body.client_secret !== undefined || body.client_id !== undefined
+    },
+    async authenticate (request, body) {
+      await refuseFloodingIp(request)
+      const credentials = presented(request, body)
+      if (credentials === null) return await reject(request, null, body.client_id ?? null, 'no_client_credentials')
+      if (credentials === 'malformed') return await reject(request, 'client_secret_basic', null, 'malformed_basic_header')
+      request.oauthClient = await verify(request, credentials)
+      return request.oauthClient
+    },
+    forget (credentialId) {
+      remembered.delete(credentialId)
+    }
+  }
+  app.decorate('clientAuth', authenticator)
+  app.decorateRequest('oauthClient', null)
+}, { name: 'client-auth', dependencies: ['config', 'db', 'rate-limit', 'audit'], fastify: '5.x' })

@@ -1,0 +1,150 @@
+import type { FastifyPluginAsyncTypebox } from '@fastify/type-provider-typebox'
+import type { FastifyReply, FastifyRequest } from 'fastify'
+import { AgentParams } from '../../schemas/agents.js'
+import { ManagementErrors, NoContent, Problem } from '../../schemas/common.js'
+import { CreateCredential, CredentialList, CredentialParams, IssuedCredential } from '../../schemas/credentials.js'
+import { conflict, notFound, validationError } from '../../plugins/errors.js'
+import { agentNotFound } from '../../plugins/policy.js'
+import type { Queryable } from '../../plugins/db.js'
+import type { Agent } from '../../schemas/agents.js'
+import type { Credential } from '../../schemas/credentials.js'
+import { findAgent } from '../agents/repository.js'
+import {
+  countActiveCredentials, findCredential, insertCredential, listCredentials, replaceSecret, revokeCredential
+} from './repository.js'
+import { hashSecret, generateSecret, newSecret } from './secrets.js'
+
+/** An agent holds at most this many usable (active, unexpired) credentials. */
+export const MAX_ACTIVE_CREDENTIALS = 5
+
+/**
+ * Client secrets of an agent: generate, list, rotate, revoke. A secret is returned once, by the
+ * call that creates or rotates it, with Cache-Control: no-store; only its argon2id hash is kept.
+ * Rotation stops the old secret at once but leaves tokens already issued valid; revocation stops
+ * the credential and every token it obtained, on every instance, from the next request on.
+ */
+const credentials: FastifyPluginAsyncTypebox = async function credentialRoutes (app) {
+  /** The agent the path names, locked for the rest of the transaction; 404 / 409 when unusable. */
+  async function lockedAgent (db: Queryable, agentId: string): Promise<Agent> {
+    const agent = await findAgent(db, agentId, { forUpdate: true })
+    if (agent === null) throw agentNotFound(agentId)
+    if (agent.status === 'decommissioned') throw conflict('AGENT_ALREADY_DECOMMISSIONED', `agent ${agentId} is decommissioned`)
+    return agent
+  }
+
+  async function existingCredential (db: Queryable, agentId: string, credentialId: string): Promise<Credential> {
+    const credential = await findCredential(db, agentId, credentialId, { forUpdate: true })
+    if (credential === null) throw notFound('CREDENTIAL_NOT_FOUND', `credential ${credentialId} not found`)
+    if (credential.status === 'revoked') throw conflict('CREDENTIAL_ALREADY_REVOKED', `credential ${credentialId} is revoked`)
+    return credential
+  }
+
+  function noStore (reply: FastifyReply): void {
+    reply.header('cache-control', 'no-store').header('pragma', 'no-cache')
+  }
+
+  app.post('/api/v1/agents/:agentId/credentials', {
+    config: { policy: 'credentials.create' },
+    // the body is optional: no body at all means "no expiry"
+    preValidation: async function defaultEmptyBody (request: FastifyRequest) { request.body ??= {} },
+    schema: {
+      tags: ['credentials'],
+      operationId: 'createCredential',
+      summary: 'Generate a client secret (shown once)',
+      security: [{ bearerAuth: [] }],
+      params: AgentParams,
+      body: CreateCredential,
+      response: { 201: IssuedCredential, ...ManagementErrors, 409: Problem }
+    }
+  }, async function createCredential (request, reply) {
+    const { agentId } = request.params
+    const expiresAt = request.body.expiresAt
+    if (expiresAt !== undefined && Date.parse(expiresAt) <= Date.now()) {
+      throw validationError('expiresAt must be in the future', [{ field: 'body.expiresAt', message: 'must be in the future' }])
+    }
+    const { credentialId, secret, secretHash } = await newSecret()
+    const credential = await app.pg.transact(async function generate (db) {
+      await lockedAgent(db, agentId)
+      if (await countActiveCredentials(db, agentId) >= MAX_ACTIVE_CREDENTIALS) {
+        throw conflict('CONFLICT', `agent ${agentId} already has ${MAX_ACTIVE_CREDENTIALS} active credentials; revoke one first`)
+      }
+      const created = await insertCredential(db, { credentialId, clientId: agentId, secretHash, expiresAt: expiresAt ?? null })
+      await app.audit.record(request, {
+        action: 'credential.generated', agentId, metadata: { credentialId, expiresAt: created.expiresAt }
+      }, db)
+      return created
+    })
+    noStore(reply)
+    reply.code(201)
+    return { ...credential, clientSecret: secret }
+  })
+
+  app.get('/api/v1/agents/:agentId/credentials', {
+    config: { policy: 'credentials.list' },
+    schema: {
+      tags: ['credentials'],
+      operationId: 'listCredentials',
+      summary: "List an agent's credentials (never their secrets)",
+      security: [{ bearerAuth: [] }],
+      params: AgentParams,
+      response: { 200: CredentialList, ...ManagementErrors }
+    }
+  }, async function listCredentialsRoute (request) {
+    const { agentId } = request.params
+    if (await findAgent(app.pg, agentId) === null) throw agentNotFound(agentId)
+    return { data: await listCredentials(app.pg, agentId) }
+  })
+
+  app.post('/api/v1/agents/:agentId/credentials/:credentialId/rotate', {
+    config: { policy: 'credentials.rotate' },
+    schema: {
+      tags: ['credentials'],
+      operationId: 'rotateCredential',
+      summary: 'Replace the secret of a credential (same id, same expiry); tokens already issued stay valid',
+      security: [{ bearerAuth: [] }],
+      params: CredentialParams,
+      response: { 200: IssuedCredential, ...ManagementErrors, 409: Problem }
+    }
+  }, async function rotateCredential (request, reply) {
+    const { agentId, credentialId } = request.params
+    const secret = generateSecret(credentialId)
+    const secretHash = await hashSecret(secret)
+    const credential = await app.pg.transact(async function rotate (db) {
+      await lockedAgent(db, agentId)
+      const current = await existingCredential(db, agentId, credentialId)
+      if (current.status === 'expired') throw conflict('CONFLICT', `credential ${credentialId} has expired; generate a new one`)
+      const rotated = await replaceSecret(db, credentialId, secretHash)
+      await app.audit.record(request, { action: 'credential.rotated', agentId, metadata: { credentialId } }, db)
+      return rotated
+    })
+    app.clientAuth.forget(credentialId)
+    noStore(reply)
+    return { ...credential, clientSecret: secret }
+  })
+
+  app.delete('/api/v1/agents/:agentId/credentials/:credentialId', {
+    config: { policy: 'credentials.revoke' },
+    schema: {
+      tags: ['credentials'],
+      operationId: 'revokeCredential',
+      summary: 'Revoke a credential: its secret and every token it obtained stop working at once',
+      security: [{ bearerAuth: [] }],
+      params: CredentialParams,
+      response: { 204: NoContent, ...ManagementErrors, 409: Problem }
+    }
+  }, async function revokeCredentialRoute (request, reply) {
+    const { agentId, credentialId } = request.params
+    await app.pg.transact(async function revoke (db) {
+      const agent = await findAgent(db, agentId, { forUpdate: true })
+      if (agent === null) throw agentNotFound(agentId)
+      await existingCredential(db, agentId, credentialId)
+      await revokeCredential(db, credentialId)
+      await app.audit.record(request, { action: 'credential.revoked', agentId, metadata: { credentialId } }, db)
+    })
+    app.clientAuth.forget(credentialId)
+    reply.code(204)
+    return null
+  })
+}
+
+export default credentials

@@ -1,0 +1,29 @@
+import formbody from '@fastify/formbody'
+import type { FastifyPluginAsync, FastifyRequest } from 'fastify'
+import { OAuthError } from '../../plugins/errors.js'
+import token from './token.js'
+import introspect from './introspect.js'
+import revoke from './revoke.js'
+import wellKnown from './well-known.js'
+
+/**
+ * The OAuth 2.0 endpoints, in their own encapsulated scope: only here are form-encoded bodies
+ * parsed (RFC 6749 requires them), and only here does a repeated parameter mean invalid_request.
+ */
+async function refuseRepeatedParameters (request: FastifyRequest): Promise<void> {
+  const body = request.body
+  if (body === null || typeof body !== 'object') return
+  const repeated = Object.entries(body).filter(([, value]) => Array.isArray(value)).map(([name]) => name)
+  if (repeated.length > 0) throw new OAuthError(400, 'invalid_request', `parameter repeated: ${repeated.join(', ')}`)
+}
+
+const oauth: FastifyPluginAsync = async function oauthRoutes (app) {
+  await app.register(formbody)
+  app.addHook('preValidation', refuseRepeatedParameters)
+  await app.register(token)
+  await app.register(introspect)
+  await app.register(revoke)
+  await app.register(wellKnown)
+}
+
+export default oauth

@@ -1,0 +1,88 @@
+import type { FastifyInstance } from 'fastify'
+import type { TransactionClient } from '../../plugins/db.js'
+import {
+  addToMonthlyCount, insertIssuedTokens, recordIssuances, remainingQuota, type Issuance
+} from './repository.js'
+import { insertAuditEvents } from '../audit/repository.js'
+
+/**
+ * Group commit for token issuance. Each issuance needs three durable writes before its token may
+ * leave the server — its row in issued_tokens, its `token.issued` event and its place in the
+ * monthly quota — and a commit costs ~3 ms. Requests that arrive while a commit is in flight wait
+ * and go together in the next one (one statement, one commit), so the cost is shared, and no
+ * token is answered before its writes are durable: nothing is lost when the process dies.
+ *
+ * The quota is decided inside the same statement under PostgreSQL's row lock, so parallel
+ * requests on several instances can never push an agent past TOKEN_MONTHLY_QUOTA.
+ */
+
+const MAX_BATCH = 256
+
+interface Waiting { issuance: Issuance, settle: (granted: boolean) => void, fail: (error: unknown) => void }
+
+export interface IssuanceLog {
+  /** resolves true once recorded, false when the agent's monthly quota is exhausted */
+  record (issuance: Issuance): Promise<boolean>
+}
+
+/** The first day of the current UTC month, as the `month` column stores it. */
+export function currentMonth (now = new Date()): string {
+  return `${now.getUTCFullYear()}-${String(now.getUTCMonth() + 1).padStart(2, '0')}-01`
+}
+
+/** Seconds until the next UTC month begins: the Retry-After of a quota refusal. */
+export function secondsUntilNextMonth (now = new Date()): number {
+  const next = Date.UTC(now.getUTCFullYear(), now.getUTCMonth() + 1, 1)
+  return Math.max(1, Math.ceil((next - now.getTime()) / 1000))
+}
+
+export function createIssuanceLog (app: FastifyInstance): IssuanceLog {
+  const quota = app.config.TOKEN_MONTHLY_QUOTA
+  let queue: Waiting[] = []
+  let flushing = false
+
+  /** An agent whose whole group did not fit gets what is left of its quota, in arrival order. */
+  async function settleOverQuota (group: Waiting[], month: string): Promise<void> {
+    const granted = await app.pg.transact(async function grantRemainder (db: TransactionClient) {
+      const remaining = await remainingQuota(db, group[0].issuance.agentId, month, quota)
+      const fitting = group.slice(0, remaining).map((waiting) => waiting.issuance)
+      await insertIssuedTokens(db, fitting)
+      await insertAuditEvents(db, fitting.map((issuance) => issuance.audit))
+      await addToMonthlyCount(db, group[0].issuance.agentId, month, fitting.length)
+      return fitting.length
+    })
+    group.forEach((waiting, index) => waiting.settle(index < granted))
+  }
+
+  async function flushBatch (batch: Waiting[]): Promise<void> {
+    const month = currentMonth()
+    const refusedAgents = await recordIssuances(app.pg, batch.map((waiting) => waiting.issuance), quota, month)
+    for (const waiting of batch) if (!refusedAgents.has(waiting.issuance.agentId)) waiting.settle(true)
+    for (const agentId of refusedAgents) {
+      await settleOverQuota(batch.filter((waiting) => waiting.issuance.agentId === agentId), month)
+    }
+  }
+
+  async function flush (): Promise<void> {
+    flushing = true
+    while (queue.length > 0) {
+      const batch = queue.slice(0, MAX_BATCH)
+      queue = queue.slice(MAX_BATCH)
+      try {
+        await flushBatch(batch)
+      } catch (error) {
+        batch.forEach((waiting) => waiting.fail(error))
+      }
+    }
+    flushing = false
+  }
+
+  return {
+    record (issuance) {
+      return new Promise<boolean>((resolve, reject) => {
+        queue.push({ issuance, settle: resolve, fail: reject })
+        if (!flushing) void flush()
+      })
+    }
+  }
+}

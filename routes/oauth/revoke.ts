@@ -1,0 +1,66 @@
+import { Type } from 'typebox'
+import { decodeJwt } from 'jose'
+import type { FastifyPluginAsyncTypebox } from '@fastify/type-provider-typebox'
+import { OAuthErrors, TokenParameter } from '../../schemas/oauth.js'
+import { OAuthError } from '../../plugins/errors.js'
+import { isUuid } from '../../lib/uuid.js'
+import { revokeIssuedToken } from './repository.js'
+import { authenticateCaller } from './caller.js'
+
+/**
+ * POST /api/v1/token/revoke (RFC 7009). The token's own client, or a holder of agents:write, may
+ * revoke it; the revocation is durable (issued_tokens.revoked_at) and every instance refuses the
+ * token from the next request on. A token that is unknown, malformed or already expired gets the
+ * same 200 as a revoked one (§2.2): there is nothing left to revoke. token_type_hint is ignored.
+ */
+const revoke: FastifyPluginAsyncTypebox = async function revokeRoute (app) {
+  app.post('/api/v1/token/revoke', {
+    config: { public: true, oauth: true },
+    schema: {
+      tags: ['oauth'],
+      operationId: 'revokeToken',
+      summary: 'Token revocation (RFC 7009)',
+      security: [{ bearerAuth: [] }, { clientSecretBasic: [] }, {}],
+      consumes: ['application/x-www-form-urlencoded', 'application/json'],
+      body: TokenParameter,
+      response: { 200: Type.Unsafe<void>({ description: 'empty body' }), ...OAuthErrors }
+    }
+  }, async function revokeToken (request, reply) {
+    const caller = await authenticateCaller(app, request, request.body)
+    reply.header('cache-control', 'no-store')
+    const subject = await revocableSubject(request.body.token)
+    if (subject === null) return reply.code(200).send()
+
+    const decision = app.policy.decide({ principal: caller, action: 'tokens.revoke', target: { agentId: subject.agentId } })
+    if (!decision.allow) {
+      await app.audit.record(request, {
+        action: 'access.denied',
+        outcome: 'failure',
+        agentId: subject.agentId,
+        metadata: { actorId: caller.agentId, reason: 'not_token_owner', endpoint: 'revoke', jti: subject.jti }
+      })
+      throw new OAuthError(400, 'unauthorized_client', 'this client may not revoke a token issued to another client')
+    }
+    if (await revokeIssuedToken(app.pg, subject.jti)) {
+      await app.audit.record(request, {
+        action: 'token.revoked',
+        agentId: subject.agentId,
+        metadata: { actorId: caller.agentId, jti: subject.jti }
+      })
+    }
+    return reply.code(200).send()
+  })
+
+  /** The agent and jti of a token this issuer signed and that has not expired; null otherwise. */
+  async function revocableSubject (token: string): Promise<{ agentId: string, jti: string } | null> {
+    try {
+      const claims = decodeJwt(token)
+      const { payload } = await app.keys.verify(token, { issuer: app.config.ISSUER_URL, audience: claims.aud ?? app.config.ISSUER_URL })
+      return isUuid(payload.sub) && isUuid(payload.jti) ? { agentId: payload.sub.toLowerCase(), jti: payload.jti } : null
+    } catch {
+      return null
+    }
+  }
+}
+
+export default revoke

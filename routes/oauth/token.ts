@@ -1,0 +1,119 @@
+import { randomUUID } from 'node:crypto'
+import type { FastifyPluginAsyncTypebox } from '@fastify/type-provider-typebox'
+import type { FastifyRequest } from 'fastify'
+import { OAuthErrors, TokenRequest, TokenResponse } from '../../schemas/oauth.js'
+import { OAuthError, RateLimitError } from '../../plugins/errors.js'
+import { toAuditRecord } from '../../plugins/audit.js'
+import type { AuthenticatedClient } from '../../plugins/client-auth.js'
+import { issueSecond } from '../../lib/token-time.js'
+import { createIssuanceLog, secondsUntilNextMonth } from './issuance-log.js'
+
+/**
+ * POST /api/v1/token — the client_credentials grant (RFC 6749 §4.4) issuing RFC 9068 access
+ * tokens. The hot path: one indexed read of the credential and its agent, no argon2 for a secret
+ * this instance verified recently, one RS256 signature, and the issuance's writes shared with the
+ * other requests of the moment in one commit (issuance-log.ts).
+ */
+
+// RFC 6749 §3.3: scope-token = 1*( %x21 / %x23-5B / %x5D-7E )
+const SCOPE_TOKEN = /^[\x21\x23-\x5b\x5d-\x7e]+$/
+
+function requestedScopes (scope: string | undefined, capabilities: string[]): string[] {
+  const asked = (scope ?? '').split(' ').filter((token) => token !== '')
+  if (asked.length === 0) return capabilities
+  if (!asked.every((token) => SCOPE_TOKEN.test(token))) throw new OAuthError(400, 'invalid_scope', 'scope is malformed')
+  const unknown = asked.filter((token) => !capabilities.includes(token))
+  if (unknown.length > 0) throw new OAuthError(400, 'invalid_scope', `scope not granted to this client: ${unknown.join(' ')}`)
+  return [...new Set(asked)]
+}
+
+/** RFC 8707 §2: an absolute URI without a fragment. */
+function audienceFor (resource: string | undefined, issuer: string): string {
+  if (resource === undefined) return issuer
+  let url: URL
+  try {
+    url = new URL(resource)
+  } catch {
+    throw new OAuthError(400, 'invalid_target', 'resource must be an absolute URI')
+  }
+  if (url.hash !== '' || resource.includes('#')) throw new OAuthError(400, 'invalid_target', 'resource must not contain a fragment')
+  return resource
+}
+
+const token: FastifyPluginAsyncTypebox = async function tokenRoute (app) {
+  const issuer = app.config.ISSUER_URL
+  const ttl = app.config.TOKEN_TTL_SECONDS
+  const issuanceLog = createIssuanceLog(app)
+  const perClientLimit = app.config.RATE_LIMIT_TOKEN_PER_CLIENT
+  const tokenRequestsPerClient = perClientLimit === 0
+    ? null
+    : app.createRateLimit({
+      max: perClientLimit,
+      timeWindow: 60_000,
+      keyGenerator: (request) => `token:${request.oauthClient?.agentId ?? ''}`
+    })
+
+  async function refusal (request: FastifyRequest, client: AuthenticatedClient, reason: string): Promise<void> {
+    await app.audit.record(request, { action: 'access.denied', outcome: 'failure', agentId: client.agentId, metadata: { reason, endpoint: 'token' } })
+  }
+
+  app.post('/api/v1/token', {
+    config: { public: true, oauth: true },
+    schema: {
+      tags: ['oauth'],
+      operationId: 'issueToken',
+      summary: 'Client credentials grant: an RS256 access token (RFC 9068)',
+      description: 'Client authentication by HTTP Basic (client_secret_basic) or in the body (client_secret_post), not both. Form-encoded or JSON.',
+      security: [{ clientSecretBasic: [] }, {}],
+      consumes: ['application/x-www-form-urlencoded', 'application/json'],
+      body: TokenRequest,
+      response: { 200: TokenResponse, ...OAuthErrors }
+    }
+  }, async function issueToken (request, reply) {
+    const body = request.body
+    if (body.grant_type !== 'client_credentials') {
+      throw new OAuthError(400, 'unsupported_grant_type', 'only the client_credentials grant is supported')
+    }
+    const client = await app.clientAuth.authenticate(request, body)
+    const scopes = requestedScopes(body.scope, client.capabilities)
+    const audience = audienceFor(body.resource, issuer)
+
+    if (tokenRequestsPerClient !== null) {
+      const window = await tokenRequestsPerClient(request)
+      if (!window.isAllowed && window.isExceeded) {
+        await refusal(request, client, 'rate_limited')
+        throw new RateLimitError(Math.max(1, window.ttlInSeconds), 'rate_limited', 'too many token requests for this client; retry later')
+      }
+    }
+
+    const iat = issueSecond(Date.now(), client.validAfterMs)
+    const jti = randomUUID()
+    const scope = scopes.join(' ')
+    const accessToken = await app.keys.sign({
+      iss: issuer, sub: client.agentId, client_id: client.agentId, aud: audience, iat, exp: iat + ttl, jti, scope
+    })
+    const granted = await issuanceLog.record({
+      jti,
+      agentId: client.agentId,
+      credentialId: client.credentialId,
+      scope,
+      audience,
+      issuedAt: iat,
+      expiresAt: iat + ttl,
+      audit: toAuditRecord(request, {
+        action: 'token.issued',
+        agentId: client.agentId,
+        metadata: { actorId: client.agentId, jti, credentialId: client.credentialId, scope, audience, authMethod: client.method }
+      })
+    })
+    if (!granted) {
+      await refusal(request, client, 'quota_exceeded')
+      throw new RateLimitError(secondsUntilNextMonth(), 'quota_exceeded', 'the monthly token quota of this client is exhausted')
+    }
+    for (const granted of scopes) app.metrics?.tokensIssued(granted)
+    reply.headers({ 'cache-control': 'no-store', pragma: 'no-cache' })
+    return { access_token: accessToken, token_type: 'Bearer' as const, expires_in: ttl, scope }
+  })
+}
+
+export default token

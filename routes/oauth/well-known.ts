@@ -1,0 +1,56 @@
+import type { FastifyPluginAsyncTypebox } from '@fastify/type-provider-typebox'
+import { Jwks, ServerMetadata } from '../../schemas/oauth.js'
+import { PLATFORM_SCOPES } from '../../schemas/scopes.js'
+
+/**
+ * Discovery: the JWKS (public members only) and RFC 8414 metadata. With an ISSUER_URL that has a
+ * path (https://example.com/idp) the metadata lives at
+ * /.well-known/oauth-authorization-server/idp, as RFC 8414 §3 inserts the well-known segment
+ * between host and path; the other URLs are the issuer followed by the API paths.
+ */
+const wellKnown: FastifyPluginAsyncTypebox = async function wellKnownRoutes (app) {
+  const issuer = app.config.ISSUER_URL
+  const base = issuer.replace(/\/+$/, '')
+  const issuerPath = new URL(issuer).pathname.replace(/\/+$/, '')
+  const clientAuthMethods = ['client_secret_basic', 'client_secret_post']
+  const metadata = {
+    issuer,
+    token_endpoint: `${base}/api/v1/token`,
+    jwks_uri: `${base}/.well-known/jwks.json`,
+    introspection_endpoint: `${base}/api/v1/token/introspect`,
+    revocation_endpoint: `${base}/api/v1/token/revoke`,
+    grant_types_supported: ['client_credentials'],
+    token_endpoint_auth_methods_supported: clientAuthMethods,
+    introspection_endpoint_auth_methods_supported: [...clientAuthMethods, 'bearer'],
+    revocation_endpoint_auth_methods_supported: [...clientAuthMethods, 'bearer'],
+    scopes_supported: [...PLATFORM_SCOPES],
+    response_types_supported: [],
+    ...(app.config.DOCS_ENABLED ? { service_documentation: `${base}/docs` } : {})
+  }
+
+  app.get('/.well-known/jwks.json', {
+    schema: {
+      tags: ['oauth'],
+      operationId: 'getJwks',
+      summary: 'Public signing keys (RFC 7517): the current key and any previous or next key',
+      response: { 200: Jwks }
+    }
+  }, async function getJwks (_request, reply) {
+    reply.header('cache-control', 'public, max-age=300')
+    return app.keys.jwks()
+  })
+
+  app.get(`/.well-known/oauth-authorization-server${issuerPath}`, {
+    schema: {
+      tags: ['oauth'],
+      operationId: 'getServerMetadata',
+      summary: 'Authorization server metadata (RFC 8414)',
+      response: { 200: ServerMetadata }
+    }
+  }, async function getServerMetadata (_request, reply) {
+    reply.header('cache-control', 'public, max-age=300')
+    return metadata
+  })
+}
+
+export default wellKnown

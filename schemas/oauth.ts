@@ -1,0 +1,81 @@
+import { Type } from 'typebox'
+
+/**
+ * OAuth endpoint shapes. Field names are the RFCs' (snake_case). Bodies arrive form-encoded
+ * (RFC 6749) or as JSON; a repeated parameter is refused before validation (plugins/client-auth.ts).
+ */
+const Param = (maxLength: number, description?: string) =>
+  Type.String({ minLength: 1, maxLength, pattern: '^[^\\u0000-\\u001f\\u007f]*$', ...(description === undefined ? {} : { description }) })
+
+const ClientCredentials = {
+  client_id: Type.Optional(Param(64, 'client_secret_post: the agentId')),
+  client_secret: Type.Optional(Param(256, 'client_secret_post: the secret'))
+}
+
+export const TokenRequest = Type.Object({
+  grant_type: Param(128, 'client_credentials'),
+  scope: Type.Optional(Type.String({ maxLength: 4096, pattern: '^[\\x20-\\x7e]*$', description: 'space-separated; default: every capability' })),
+  resource: Type.Optional(Param(2048, 'RFC 8707 resource indicator; becomes aud')),
+  ...ClientCredentials
+}, { additionalProperties: false, title: 'TokenRequest' })
+
+export const TokenResponse = Type.Object({
+  access_token: Type.String(),
+  token_type: Type.Literal('Bearer'),
+  expires_in: Type.Integer(),
+  scope: Type.String()
+}, { title: 'TokenResponse' })
+
+export const TokenParameter = Type.Object({
+  token: Param(16_384),
+  token_type_hint: Type.Optional(Param(64)),
+  ...ClientCredentials
+}, { additionalProperties: false, title: 'TokenParameter' })
+
+export const Introspection = Type.Object({
+  active: Type.Boolean(),
+  scope: Type.Optional(Type.String()),
+  client_id: Type.Optional(Type.String()),
+  sub: Type.Optional(Type.String()),
+  iss: Type.Optional(Type.String()),
+  aud: Type.Optional(Type.Union([Type.String(), Type.Array(Type.String())])),
+  exp: Type.Optional(Type.Integer()),
+  iat: Type.Optional(Type.Integer()),
+  jti: Type.Optional(Type.String()),
+  token_type: Type.Optional(Type.Literal('Bearer')),
+  act: Type.Optional(Type.Object({}, { additionalProperties: true })),
+  cnf: Type.Optional(Type.Object({}, { additionalProperties: true }))
+}, { title: 'Introspection' })
+
+export const OAuthErrorBody = Type.Object({
+  error: Type.String(),
+  error_description: Type.String()
+}, { title: 'OAuthError', description: 'RFC 6749 §5.2' })
+
+export const OAuthErrors = {
+  400: OAuthErrorBody,
+  401: OAuthErrorBody,
+  429: OAuthErrorBody,
+  503: OAuthErrorBody
+} as const
+
+export const Jwks = Type.Object({
+  keys: Type.Array(Type.Object({
+    kty: Type.String(), n: Type.String(), e: Type.String(), kid: Type.String(), alg: Type.String(), use: Type.String()
+  }))
+}, { title: 'JWKS' })
+
+export const ServerMetadata = Type.Object({
+  issuer: Type.String(),
+  token_endpoint: Type.String(),
+  jwks_uri: Type.String(),
+  introspection_endpoint: Type.String(),
+  revocation_endpoint: Type.String(),
+  grant_types_supported: Type.Array(Type.String()),
+  token_endpoint_auth_methods_supported: Type.Array(Type.String()),
+  introspection_endpoint_auth_methods_supported: Type.Array(Type.String()),
+  revocation_endpoint_auth_methods_supported: Type.Array(Type.String()),
+  scopes_supported: Type.Array(Type.String()),
+  response_types_supported: Type.Array(Type.String()),
+  service_documentation: Type.Optional(Type.String())
+}, { title: 'AuthorizationServerMetadata', description: 'RFC 8414' })
