@@ -5,6 +5,7 @@ import token from './token.js'
 import introspect from './introspect.js'
 import revoke from './revoke.js'
 import wellKnown from './well-known.js'
+import pruneTokens from './prune-tokens.js'
 
 /**
  * The OAuth 2.0 endpoints, in their own encapsulated scope: only here are form-encoded bodies
@@ -24,6 +25,7 @@ const oauth: FastifyPluginAsync = async function oauthRoutes (app) {
   await app.register(introspect)
   await app.register(revoke)
   await app.register(wellKnown)
+  await app.register(pruneTokens)
 }
 
 export default oauth

@@ -1,0 +1,106 @@
+import { generateKeyPairSync } from 'node:crypto'
+import t, { type Test } from 'tap'
+import { ConfigError, loadConfig } from '../../plugins/config.js'
+import { testEnv, testKeys } from '../helper.js'
+
+const env = (overrides: Record<string, string | undefined> = {}) => testEnv('postgres://u:p@127.0.0.1:5432/db', overrides)
+
+function configError (t: Test, overrides: Record<string, string | undefined>, variable: string, options = {}): ConfigError {
+  try {
+    loadConfig(env(overrides), options)
+  } catch (error) {
+    t.ok(error instanceof ConfigError, 'a ConfigError')
+    t.equal((error as ConfigError).variable, variable)
+    t.match((error as Error).message, variable)
+    t.notMatch((error as Error).message, /\n/, 'one line')
+    return error as ConfigError
+  }
+  t.fail(`accepted ${JSON.stringify(Object.keys(overrides))}`)
+  throw new Error('unreachable')
+}
+
+t.test('every required variable, when missing, is named', async (t) => {
+  for (const variable of ['DATABASE_URL', 'JWT_PRIVATE_KEY', 'JWT_PUBLIC_KEY', 'ISSUER_URL', 'REDIS_URL']) {
+    configError(t, { [variable]: undefined }, variable)
+    configError(t, { [variable]: '' }, variable)
+  }
+})
+
+t.test('REDIS_URL may be missing only in dev mode (embedded)', async (t) => {
+  t.equal(loadConfig(env({ REDIS_URL: undefined }), { embedded: true }).REDIS_URL, undefined)
+})
+
+t.test('malformed values are named and never echoed', async (t) => {
+  const error = configError(t, { DATABASE_URL: 'mysql://root:hunter2@db/x' }, 'DATABASE_URL')
+  t.notMatch(error.message, /hunter2/)
+  configError(t, { PORT: 'eighty' }, 'PORT')
+  configError(t, { TOKEN_TTL_SECONDS: '10' }, 'TOKEN_TTL_SECONDS')
+  configError(t, { RATE_LIMIT_TOKEN_PER_CLIENT: '-1' }, 'RATE_LIMIT_TOKEN_PER_CLIENT')
+  configError(t, { ISSUER_URL: 'idp.example.com' }, 'ISSUER_URL')
+  configError(t, { METRICS_ENABLED: 'maybe' }, 'METRICS_ENABLED')
+})
+
+t.test('a private key that is not a PEM, too small or not RSA is refused', async (t) => {
+  const secretish = 'not-a-key-but-maybe-a-secret'
+  const error = configError(t, { JWT_PRIVATE_KEY: secretish }, 'JWT_PRIVATE_KEY')
+  t.notMatch(error.message, secretish)
+  const small = generateKeyPairSync('rsa', { modulusLength: 1024 })
+  configError(t, {
+    JWT_PRIVATE_KEY: small.privateKey.export({ type: 'pkcs8', format: 'pem' }).toString(),
+    JWT_PUBLIC_KEY: small.publicKey.export({ type: 'spki', format: 'pem' }).toString()
+  }, 'JWT_PRIVATE_KEY')
+  const ec = generateKeyPairSync('ec', { namedCurve: 'P-256' })
+  configError(t, { JWT_PRIVATE_KEY: ec.privateKey.export({ type: 'pkcs8', format: 'pem' }).toString() }, 'JWT_PRIVATE_KEY')
+})
+
+t.test('a public key that does not match the private key is refused', async (t) => {
+  const other = generateKeyPairSync('rsa', { modulusLength: 2048 })
+  configError(t, { JWT_PUBLIC_KEY: other.publicKey.export({ type: 'spki', format: 'pem' }).toString() }, 'JWT_PUBLIC_KEY')
+})
+
+t.test('PEMs with literal \\n sequences and PKCS#1 private keys are accepted', async (t) => {
+  const pkcs1 = generateKeyPairSync('rsa', { modulusLength: 2048 })
+  const oneLine = (pem: string) => pem.trim().replace(/\n/g, '\\n')
+  const config = loadConfig(env({
+    JWT_PRIVATE_KEY: oneLine(pkcs1.privateKey.export({ type: 'pkcs1', format: 'pem' }).toString()),
+    JWT_PUBLIC_KEY: oneLine(pkcs1.publicKey.export({ type: 'spki', format: 'pem' }).toString())
+  }))
+  t.match(config.JWT_PRIVATE_KEY, /^-----BEGIN RSA PRIVATE KEY-----\n/)
+})
+
+t.test('additional public keys are split into single PEMs and each must parse', async (t) => {
+  const a = generateKeyPairSync('rsa', { modulusLength: 2048 }).publicKey.export({ type: 'spki', format: 'pem' }).toString()
+  const b = generateKeyPairSync('rsa', { modulusLength: 2048 }).publicKey.export({ type: 'spki', format: 'pem' }).toString()
+  const config = loadConfig(env({ JWT_ADDITIONAL_PUBLIC_KEYS: (a + b).replace(/\n/g, '\\n') }))
+  t.equal(config.JWT_ADDITIONAL_PUBLIC_KEYS.length, 2)
+  configError(t, { JWT_ADDITIONAL_PUBLIC_KEYS: '-----BEGIN PUBLIC KEY-----\nAAAA\n-----END PUBLIC KEY-----' }, 'JWT_ADDITIONAL_PUBLIC_KEYS')
+})
+
+t.test('VAULT_TOKEN is required with VAULT_ADDR', async (t) => {
+  configError(t, { VAULT_ADDR: 'http://vault:8200' }, 'VAULT_TOKEN')
+})
+
+t.test('defaults follow API.md and TRUST_PROXY becomes a list', async (t) => {
+  const config = loadConfig(env({ NODE_ENV: undefined, TRUST_PROXY: '10.0.0.0/8, 127.0.0.1' }))
+  t.match(config, {
+    PORT: 3000,
+    CORS_ORIGIN: '*',
+    VAULT_MOUNT: 'secret',
+    TOKEN_TTL_SECONDS: 3600,
+    RATE_LIMIT_TOKEN_PER_CLIENT: 100,
+    RATE_LIMIT_AUTH_FAILURES_PER_IP: 30,
+    TOKEN_MONTHLY_QUOTA: 10_000,
+    MAX_AGENTS_PER_OWNER: 100,
+    AUDIT_RETENTION_DAYS: 90,
+    METRICS_ENABLED: true,
+    DOCS_ENABLED: true,
+    NODE_ENV: 'production',
+    LOG_LEVEL: 'info'
+  })
+  t.same(config.TRUST_PROXY, ['10.0.0.0/8', '127.0.0.1'])
+  t.equal(config.JWT_PUBLIC_KEY, testKeys.publicKey.trim())
+})
+
+t.test('limits can be turned off with 0', async (t) => {
+  t.equal(loadConfig(env({ TOKEN_MONTHLY_QUOTA: '0' })).TOKEN_MONTHLY_QUOTA, 0)
+})
