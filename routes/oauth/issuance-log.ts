@@ -17,6 +17,8 @@ import { insertAuditEvents } from '../audit/repository.js'
  */
 
 const MAX_BATCH = 256
+// two commits in flight: a request arriving mid-commit starts the next one instead of waiting a whole commit
+const MAX_IN_FLIGHT = 2
 
 interface Waiting { issuance: Issuance, settle: (granted: boolean) => void, fail: (error: unknown) => void }
 
@@ -39,7 +41,7 @@ export function secondsUntilNextMonth (now = new Date()): number {
 export function createIssuanceLog (app: FastifyInstance): IssuanceLog {
   const quota = app.config.TOKEN_MONTHLY_QUOTA
   let queue: Waiting[] = []
-  let flushing = false
+  let inFlight = 0
 
   /** An agent whose whole group did not fit gets what is left of its quota, in arrival order. */
   async function settleOverQuota (group: Waiting[], month: string): Promise<void> {
@@ -63,25 +65,24 @@ export function createIssuanceLog (app: FastifyInstance): IssuanceLog {
     }
   }
 
-  async function flush (): Promise<void> {
-    flushing = true
-    while (queue.length > 0) {
-      const batch = queue.slice(0, MAX_BATCH)
-      queue = queue.slice(MAX_BATCH)
-      try {
-        await flushBatch(batch)
-      } catch (error) {
-        batch.forEach((waiting) => waiting.fail(error))
-      }
+  function pump (): void {
+    while (inFlight < MAX_IN_FLIGHT && queue.length > 0) {
+      const batch = queue.splice(0, MAX_BATCH)
+      inFlight += 1
+      flushBatch(batch)
+        .catch((error: unknown) => { batch.forEach((waiting) => waiting.fail(error)) })
+        .finally(() => {
+          inFlight -= 1
+          pump()
+        })
     }
-    flushing = false
   }
 
   return {
     record (issuance) {
       return new Promise<boolean>((resolve, reject) => {
         queue.push({ issuance, settle: resolve, fail: reject })
-        if (!flushing) void flush()
+        pump()
       })
     }
   }

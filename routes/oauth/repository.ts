@@ -98,7 +98,10 @@ export interface Issuance {
  */
 export async function recordIssuances (db: Queryable, batch: Issuance[], quota: number, month: string): Promise<Set<string>> {
   const counts = new Map<string, number>()
-  for (const item of batch) counts.set(item.agentId, (counts.get(item.agentId) ?? 0) + 1)
+  // agents in one order in every batch: concurrent batches lock their quota rows without deadlocking
+  for (const item of [...batch].sort((a, b) => a.agentId.localeCompare(b.agentId))) {
+    counts.set(item.agentId, (counts.get(item.agentId) ?? 0) + 1)
+  }
   const { rows } = await db.query<{ agent_id: string }>(
     `WITH wanted (agent_id, n) AS (
        SELECT * FROM unnest($1::uuid[], $2::int[])
