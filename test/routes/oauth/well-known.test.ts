@@ -1,0 +1,162 @@
+import { createPublicKey, generateKeyPairSync, randomUUID } from 'node:crypto'
+import t from 'tap'
+import { calculateJwkThumbprint, exportJWK, jwtVerify, SignJWT } from 'jose'
+import type { TestApp } from '../../helper.js'
+import { build, ISSUER, seedAdmin, seedCredential, testKeys } from '../../helper.js'
+import { insertIssuedTokens } from '../../../routes/oauth/repository.js'
+import { PLATFORM_SCOPES } from '../../../schemas/scopes.js'
+import { accessToken, decodeToken, introspect, JWKS, METADATA, registerClient, type Client } from './support.js'
+
+const PUBLIC_MEMBERS = ['alg', 'e', 'kid', 'kty', 'n', 'use']
+const PRIVATE_MEMBERS = ['d', 'p', 'q', 'dp', 'dq', 'qi', 'k', 'oth']
+
+function rsaPair () {
+  const { privateKey, publicKey } = generateKeyPairSync('rsa', { modulusLength: 2048 })
+  return { privateKey, publicPem: publicKey.export({ type: 'spki', format: 'pem' }).toString() }
+}
+
+async function kidOf (publicPem: string): Promise<string> {
+  const jwk = await exportJWK(createPublicKey(publicPem))
+  return await calculateJwkThumbprint({ kty: jwk.kty, e: jwk.e, n: jwk.n }, 'sha256')
+}
+
+/** Resolves a URL of the metadata against the app: GET for documents, POST for the OAuth endpoints. */
+async function resolve (app: TestApp, field: string, url: string) {
+  const path = new URL(url).pathname
+  return field.endsWith('_endpoint')
+    ? await app.inject({ method: 'POST', url: path, headers: { 'content-type': 'application/x-www-form-urlencoded' }, payload: '' })
+    : await app.inject({ method: 'GET', url: path })
+}
+
+const app = await build(t)
+
+t.test('JWKS', async (t) => {
+  const res = await app.inject({ method: 'GET', url: JWKS })
+
+  t.test('publishes only the public members kty, n, e, kid, alg, use of the signing key', async (t) => {
+    t.equal(res.statusCode, 200, res.body)
+    const { keys } = res.json()
+    t.equal(keys.length, 1)
+    t.same(Object.keys(keys[0]).sort(), PUBLIC_MEMBERS)
+    for (const member of PRIVATE_MEMBERS) t.notOk(member in keys[0], `no ${member}`)
+    t.match(keys[0], { kty: 'RSA', alg: 'RS256', use: 'sig', kid: app.keys.currentKid })
+    const published = createPublicKey({ key: keys[0], format: 'jwk' })
+    t.equal(published.export({ type: 'spki', format: 'pem' }).toString().trim(), testKeys.publicKey.trim(), 'it is the configured public key')
+  })
+
+  t.test('is cacheable: Cache-Control public, max-age=300', async (t) => {
+    t.equal(res.headers['cache-control'], 'public, max-age=300')
+  })
+})
+
+t.test('JWT_ADDITIONAL_PUBLIC_KEYS: published and accepted, while new tokens are signed with the current key only', async (t) => {
+  const next = rsaPair()
+  const previous = rsaPair()
+  // one PEM with literal "\n" sequences (as orchestrators deliver them), one with real newlines
+  const rotating = await build(t, { env: { JWT_ADDITIONAL_PUBLIC_KEYS: `${next.publicPem.trim().replace(/\n/g, '\\n')}\n${previous.publicPem}` } })
+  const admin = await seedAdmin(rotating)
+  const client: Client = await registerClient(rotating, admin.headers, { capabilities: ['docs:read', 'agents:read'] })
+  const nextKid = await kidOf(next.publicPem)
+  const previousKid = await kidOf(previous.publicPem)
+  const currentKid = await kidOf(testKeys.publicKey)
+
+  const jwks = (await rotating.inject({ method: 'GET', url: JWKS })).json()
+  t.same(jwks.keys.map((key: { kid: string }) => key.kid).sort(), [currentKid, nextKid, previousKid].sort(), 'every kid is published')
+  for (const key of jwks.keys) {
+    t.same(Object.keys(key).sort(), PUBLIC_MEMBERS, `${key.kid as string}: public members only`)
+  }
+
+  /** An access token for `client` signed by another key of the ring, with its issuance recorded. */
+  async function signedBy (privateKey: ReturnType<typeof rsaPair>['privateKey'], kid: string): Promise<string> {
+    const now = Math.floor(Date.now() / 1000)
+    const claims = { iss: ISSUER, sub: client.agentId, client_id: client.agentId, aud: ISSUER, iat: now, exp: now + 3600, jti: randomUUID(), scope: 'docs:read agents:read' }
+    await insertIssuedTokens(rotating.pg, [{
+      jti: claims.jti, agentId: client.agentId, credentialId: await seedCredential(rotating, client.agentId),
+      scope: claims.scope, audience: ISSUER, issuedAt: claims.iat, expiresAt: claims.exp
+    }])
+    return await new SignJWT(claims).setProtectedHeader({ alg: 'RS256', typ: 'at+jwt', kid }).sign(privateKey)
+  }
+
+  for (const [label, pair, kid] of [['next', next, nextKid], ['previous', previous, previousKid]] as const) {
+    const token = await signedBy(pair.privateKey, kid)
+    const management = await rotating.inject({ method: 'GET', url: `/api/v1/agents/${client.agentId}`, headers: { authorization: `Bearer ${token}` } })
+    t.equal(management.statusCode, 200, `a token signed by the ${label} key is accepted by the management API: ${management.body}`)
+    const intro = await introspect(rotating, token, admin)
+    t.equal(intro.active, true, `and is active for introspection (${label})`)
+  }
+
+  const issued = await accessToken(rotating, client)
+  t.equal(decodeToken(issued).header.kid, currentKid, 'new tokens name the current key')
+  await t.resolves(jwtVerify(issued, createPublicKey(testKeys.publicKey)), 'and are signed by it')
+  await t.rejects(jwtVerify(issued, createPublicKey(next.publicPem)), 'not by the next key')
+  await t.rejects(jwtVerify(issued, createPublicKey(previous.publicPem)), 'nor by the previous key')
+})
+
+t.test('a token signed by an unpublished key is refused even when it names a published kid', async (t) => {
+  const admin = await seedAdmin(app)
+  const stranger = rsaPair()
+  const now = Math.floor(Date.now() / 1000)
+  const token = await new SignJWT({ iss: ISSUER, sub: admin.agent.agentId, client_id: admin.agent.agentId, aud: ISSUER, iat: now, exp: now + 3600, jti: randomUUID(), scope: PLATFORM_SCOPES.join(' ') })
+    .setProtectedHeader({ alg: 'RS256', typ: 'at+jwt', kid: app.keys.currentKid }).sign(stranger.privateKey)
+  const res = await app.inject({ method: 'GET', url: '/api/v1/agents', headers: { authorization: `Bearer ${token}` } })
+  t.equal(res.statusCode, 401, res.body)
+})
+
+t.test('RFC 8414 metadata', async (t) => {
+  const res = await app.inject({ method: 'GET', url: METADATA })
+  t.equal(res.statusCode, 200, res.body)
+  const metadata = res.json()
+
+  t.test('issuer is ISSUER_URL exactly and the required members are present', async (t) => {
+    t.equal(metadata.issuer, ISSUER)
+    t.match(metadata, {
+      token_endpoint: `${ISSUER}/api/v1/token`,
+      introspection_endpoint: `${ISSUER}/api/v1/token/introspect`,
+      revocation_endpoint: `${ISSUER}/api/v1/token/revoke`,
+      jwks_uri: String
+    })
+    t.same(metadata.grant_types_supported, ['client_credentials'])
+    t.same([...metadata.token_endpoint_auth_methods_supported].sort(), ['client_secret_basic', 'client_secret_post'])
+    t.same(metadata.response_types_supported, [])
+    for (const scope of PLATFORM_SCOPES) t.ok(metadata.scopes_supported.includes(scope), `scopes_supported has ${scope}`)
+  })
+
+  t.test('every URL in it resolves on this server', async (t) => {
+    const urls = Object.entries(metadata).filter(([field, value]) => field !== 'issuer' && typeof value === 'string' && /^https?:\/\//.test(value)) as Array<[string, string]>
+    t.ok(urls.length >= 4, `URLs found: ${urls.map(([field]) => field).join(', ')}`)
+    for (const [field, url] of urls) {
+      t.ok(url.startsWith(`${ISSUER}/`), `${field} is under the issuer`)
+      const answer = await resolve(app, field, url)
+      if (field.endsWith('_endpoint')) {
+        t.ok([400, 401].includes(answer.statusCode), `${field} answers an empty POST with an OAuth error, got ${answer.statusCode}`)
+        t.type(answer.json().error, 'string', `${field} is an OAuth endpoint`)
+      } else {
+        t.ok(answer.statusCode >= 200 && answer.statusCode < 400, `${field} ${url} resolves: ${answer.statusCode}`)
+      }
+    }
+  })
+
+  t.test('jwks_uri serves the JWKS', async (t) => {
+    const jwks = await app.inject({ method: 'GET', url: new URL(metadata.jwks_uri).pathname })
+    t.same(jwks.json(), (await app.inject({ method: 'GET', url: JWKS })).json())
+  })
+})
+
+t.test('with ISSUER_URL=http://idp.test/tenant-a the metadata is served at /.well-known/oauth-authorization-server/tenant-a (RFC 8414 §3)', async (t) => {
+  const issuer = 'http://idp.test/tenant-a'
+  const tenant = await build(t, { env: { ISSUER_URL: issuer } })
+  const res = await tenant.inject({ method: 'GET', url: `${METADATA}/tenant-a` })
+  t.equal(res.statusCode, 200, res.body)
+  const metadata = res.json()
+  t.equal(metadata.issuer, issuer)
+  for (const field of ['token_endpoint', 'jwks_uri', 'introspection_endpoint', 'revocation_endpoint']) {
+    t.ok((metadata[field] as string).startsWith(`${issuer}/`), `${field} is under the issuer: ${metadata[field] as string}`)
+  }
+
+  t.test('and every URL in it resolves on this server at its path', async (t) => {
+    for (const field of ['token_endpoint', 'jwks_uri', 'introspection_endpoint', 'revocation_endpoint']) {
+      const answer = await resolve(tenant, field, metadata[field])
+      t.not(answer.statusCode, 404, `${field} ${new URL(metadata[field]).pathname}: ${answer.statusCode}`)
+    }
+  })
+})
