@@ -123,8 +123,8 @@ export async function updateAgentFields (db: Queryable, agentId: string, changes
  */
 export async function setAgentStatus (db: Queryable, agentId: string, status: Agent['status']): Promise<number> {
   const { rows } = await db.query<{ valid_after_ms: string }>(
-    `UPDATE agents SET status = $2,
-       tokens_valid_after = CASE WHEN $2 = 'active' THEN tokens_valid_after ELSE now() END,
+    `UPDATE agents SET status = $2::agent_status,
+       tokens_valid_after = CASE WHEN $2::agent_status = 'active' THEN tokens_valid_after ELSE now() END,
        updated_at = now()
      WHERE agent_id = $1
      RETURNING (extract(epoch FROM tokens_valid_after) * 1000)::bigint AS valid_after_ms`, [agentId, status])
