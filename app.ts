@@ -5,7 +5,7 @@ import helmet from '@fastify/helmet'
 import cors from '@fastify/cors'
 import type { TypeBoxTypeProvider } from '@fastify/type-provider-typebox'
 import configPlugin, { type Config } from './plugins/config.js'
-import errorsPlugin from './plugins/errors.js'
+import errorsPlugin, { malformedRequest } from './plugins/errors.js'
 import dbPlugin from './plugins/db.js'
 import cachePlugin from './plugins/cache.js'
 import keysPlugin from './plugins/keys.js'
@@ -20,6 +20,7 @@ import agentRoutes from './routes/agents/index.js'
 import credentialRoutes from './routes/credentials/index.js'
 import oauthRoutes from './routes/oauth/index.js'
 import { loggerOptions } from './lib/logger.js'
+import { validatorCompiler } from './lib/validation.js'
 
 /** Requests larger than this are refused with 413 before they are parsed. */
 export const BODY_LIMIT_BYTES = 64 * 1024
@@ -30,6 +31,20 @@ const REQUEST_ID = /^[A-Za-z0-9._:-]{1,128}$/
 function requestId (request: IncomingMessage): string {
   const given = request.headers['x-request-id']
   return typeof given === 'string' && REQUEST_ID.test(given) ? given : randomUUID()
+}
+
+/**
+ * With an ISSUER_URL that has a path (https://example.com/idp) every endpoint URL the IdP
+ * publishes starts with that path. Requests arrive with it (a proxy that forwards as is) or
+ * without it (a proxy that strips it); both reach the same routes.
+ */
+function issuerPathStripper (issuerUrl: string): ((request: IncomingMessage) => string) | undefined {
+  const prefix = new URL(issuerUrl).pathname.replace(/\/+$/, '')
+  if (prefix === '') return undefined
+  return function stripIssuerPath (request) {
+    const url = request.url ?? '/'
+    return url === prefix || url.startsWith(`${prefix}/`) || url.startsWith(`${prefix}?`) ? url.slice(prefix.length) || '/' : url
+  }
 }
 
 export interface BuildOptions {
@@ -49,11 +64,11 @@ export async function buildApp ({ config, logStream }: BuildOptions): Promise<Fa
     trustProxy: config.TRUST_PROXY.length > 0 ? config.TRUST_PROXY : false,
     genReqId: requestId,
     requestIdHeader: false,
-    ajv: {
-      // unknown fields must be answered with 400, never silently dropped (API.md)
-      customOptions: { removeAdditional: false, coerceTypes: 'array', useDefaults: true, allErrors: false }
-    }
+    rewriteUrl: issuerPathStripper(config.ISSUER_URL),
+    frameworkErrors: malformedRequest
   }).withTypeProvider<TypeBoxTypeProvider>()
+
+  app.setValidatorCompiler(validatorCompiler())
 
   // only JSON (and, on the OAuth routes, forms) is accepted; text/plain would reach validation as a string
   app.removeContentTypeParser('text/plain')

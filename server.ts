@@ -14,7 +14,6 @@ import { countAgents } from './routes/agents/repository.js'
  *   start (default)           production server: every required variable must be set
  *   dev                       the embedded default (see cli/dev.ts), migrations, first-run admin
  *   bootstrap --email E       creates an admin agent; prints {"agentId","clientId","clientSecret"}
- *   migrate                   applies pending migrations to DATABASE_URL (`npm run db:migrate`)
  * stdout carries only pino JSON lines and the bootstrap JSON line; human messages go to stderr.
  */
 
@@ -122,23 +121,11 @@ async function bootstrap (args: string[]): Promise<void> {
   }
 }
 
-async function migrateDatabase (): Promise<void> {
-  let databaseUrl: string
-  try {
-    databaseUrl = loadDatabaseUrl(readEnvironment())
-  } catch (error) {
-    fail(explain(error))
-  }
-  const applied = await migrate(databaseUrl, { log: (message) => process.stderr.write(`${message}\n`) })
-  process.stderr.write(applied.length === 0 ? 'migrate: the database is up to date\n' : `migrate: applied ${applied.join(', ')}\n`)
-}
-
 const [command = 'start', ...rest] = process.argv.slice(2)
 const commands: Record<string, () => Promise<void>> = {
   start,
   dev,
-  bootstrap: () => bootstrap(rest),
-  migrate: migrateDatabase
+  bootstrap: () => bootstrap(rest)
 }
 const run = commands[command]
 if (run === undefined) fail(`unknown command "${command}"; use one of: ${Object.keys(commands).join(', ')}`)

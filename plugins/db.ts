@@ -20,8 +20,8 @@ export default fp(async function dbPlugin (app: FastifyInstance) {
     max: 20,
     connectionTimeoutMillis: 2000,
     idleTimeoutMillis: 30_000,
-    query_timeout: 10_000,
-    statement_timeout: 10_000,
+    query_timeout: 5000,
+    statement_timeout: 5000,
     application_name: 'agentidp'
   })
   // An idle client losing its server (restart, failover) emits 'error' on the pool; unhandled, it

@@ -110,8 +110,11 @@ export function isDependencyFailure (error: unknown): boolean {
 
 interface Rendered { status: number, code: ProblemCode, detail: string, headers: Record<string, string>, errors?: FieldError[] }
 
+/** Anything a handler, a hook or Fastify itself may throw. */
+type Thrown = Error & { statusCode?: number, code?: string, validation?: unknown[], validationContext?: string }
+
 /** Turns anything thrown into a status, a code and a safe detail. */
-function classify (error: FastifyError & { validation?: unknown[] }): Rendered {
+function classify (error: Thrown): Rendered {
   if (error instanceof ProblemError) {
     return { status: error.statusCode, code: error.code, detail: error.detail, headers: error.headers, errors: error.errors }
   }
@@ -133,7 +136,7 @@ function classify (error: FastifyError & { validation?: unknown[] }): Rendered {
   return { status: 500, code: 'INTERNAL_ERROR', detail: 'an unexpected error occurred', headers: {} }
 }
 
-function clientErrorDetail (error: FastifyError): string {
+function clientErrorDetail (error: Thrown): string {
   switch (error.code) {
     case 'FST_ERR_CTP_INVALID_MEDIA_TYPE': return 'unsupported content type; send application/json'
     case 'FST_ERR_CTP_BODY_TOO_LARGE': return 'request body is too large'
@@ -146,7 +149,7 @@ function clientErrorDetail (error: FastifyError): string {
 }
 
 /** Ajv errors as `{field, message}`: the field is the JSON pointer of the bad value or of the missing/extra property. */
-function fieldErrors (error: FastifyError & { validation?: unknown[], validationContext?: string }): FieldError[] {
+function fieldErrors (error: Thrown): FieldError[] {
   const context = error.validationContext ?? 'body'
   return (error.validation as Array<{ instancePath: string, keyword: string, message?: string, params: Record<string, unknown> }>).map((entry) => {
     const base = entry.instancePath.replace(/^\//, '').replace(/\//g, '.')
@@ -161,7 +164,7 @@ function fieldErrors (error: FastifyError & { validation?: unknown[], validation
   })
 }
 
-function oauthBody (error: FastifyError & { validation?: unknown[] }): { status: number, error: OAuthErrorCode, description: string, headers: Record<string, string> } {
+function oauthBody (error: Thrown): { status: number, error: OAuthErrorCode, description: string, headers: Record<string, string> } {
   if (error instanceof OAuthError) return { status: error.statusCode, error: error.error, description: error.description, headers: error.headers }
   if (error instanceof RateLimitError) {
     return { status: 429, error: error.oauthError, description: error.message, headers: { 'retry-after': String(error.retryAfterSeconds) } }
@@ -186,6 +189,11 @@ async function errorHandler (this: FastifyInstance, error: FastifyError, request
   }
   const problem = classify(error)
   logFailure(request, error, problem.status)
+  return problemReply(reply, problem)
+}
+
+/** Writes a problem+json answer (RFC 9457) and returns its body. */
+function problemReply (reply: FastifyReply, problem: Rendered) {
   reply.code(problem.status).headers(problem.headers).type('application/problem+json')
   return {
     type: `urn:agentidp:problem:${problem.code.toLowerCase().replace(/_/g, '-')}`,
@@ -195,6 +203,16 @@ async function errorHandler (this: FastifyInstance, error: FastifyError, request
     code: problem.code,
     ...(problem.errors === undefined ? {} : { errors: problem.errors })
   }
+}
+
+/**
+ * Fastify's own refusals before routing (a badly percent-encoded path, a path parameter over the
+ * router's length limit): a 400 problem like any other malformed request, never echoing the path.
+ */
+export function malformedRequest (error: FastifyError, request: FastifyRequest, reply: FastifyReply): void {
+  request.log.info({ code: error.code }, 'malformed request path')
+  // answered here: the error handler belongs to routes, and no route was matched
+  reply.send(problemReply(reply, classify(validationError('the request path is malformed', [{ field: 'params', message: 'is malformed' }]))))
 }
 
 declare module 'fastify' {

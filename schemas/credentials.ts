@@ -26,6 +26,9 @@ export const CreateCredential = Type.Object({
   expiresAt: Type.Optional(Type.String({ format: 'date-time', description: 'a future instant; omitted = never expires' }))
 }, { additionalProperties: false, title: 'CreateCredential' })
 
+/** Rotation takes no parameters: the new secret keeps the credential's id and expiry. */
+export const RotateCredential = Type.Object({}, { additionalProperties: false, title: 'RotateCredential' })
+
 export const CredentialParams = Type.Object({ agentId: Uuid, credentialId: Uuid }, { additionalProperties: false })
 
 export const CredentialList = Type.Object({ data: Type.Array(Credential) }, { title: 'CredentialList' })

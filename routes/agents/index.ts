@@ -2,7 +2,7 @@ import type { FastifyPluginAsyncTypebox } from '@fastify/type-provider-typebox'
 import type { FastifyRequest } from 'fastify'
 import { Agent, AgentList, AgentParams, CreateAgent, ListAgentsQuery, UpdateAgent } from '../../schemas/agents.js'
 import { ManagementErrors, NoContent, Problem } from '../../schemas/common.js'
-import { conflict, forbidden, ProblemError } from '../../plugins/errors.js'
+import { conflict, ProblemError } from '../../plugins/errors.js'
 import { agentNotFound } from '../../plugins/policy.js'
 import type { Principal } from '../../plugins/auth.js'
 import type { TransactionClient } from '../../plugins/db.js'
@@ -41,7 +41,10 @@ const agents: FastifyPluginAsyncTypebox = async function agentsRoutes (app) {
   function grantRefusal (request: FastifyRequest, capabilities: string[] | undefined, agentId: string | null): Refusal | null {
     const ungrantable = capabilities === undefined ? [] : app.policy.ungrantable(principalOf(request), capabilities)
     if (ungrantable.length === 0) return null
-    return new Refusal(forbidden(`you cannot grant scopes you do not hold: ${ungrantable.join(', ')}`), agentId, 'ungrantable_scope')
+    // RFC 6750 §3.1: the token lacks privileges the request needs, so the 403 says insufficient_scope
+    const detail = `you cannot grant scopes you do not hold: ${ungrantable.join(', ')}`
+    const challenge = `Bearer error="insufficient_scope", scope="${ungrantable.join(' ')}"`
+    return new Refusal(new ProblemError(403, 'FORBIDDEN', detail, { 'www-authenticate': challenge }), agentId, 'ungrantable_scope')
   }
 
   app.post('/api/v1/agents', {

@@ -2,7 +2,7 @@ import type { FastifyPluginAsyncTypebox } from '@fastify/type-provider-typebox'
 import type { FastifyReply, FastifyRequest } from 'fastify'
 import { AgentParams } from '../../schemas/agents.js'
 import { ManagementErrors, NoContent, Problem } from '../../schemas/common.js'
-import { CreateCredential, CredentialList, CredentialParams, IssuedCredential } from '../../schemas/credentials.js'
+import { CreateCredential, CredentialList, CredentialParams, IssuedCredential, RotateCredential } from '../../schemas/credentials.js'
 import { conflict, notFound, validationError } from '../../plugins/errors.js'
 import { agentNotFound } from '../../plugins/policy.js'
 import type { Queryable } from '../../plugins/db.js'
@@ -39,14 +39,18 @@ const credentials: FastifyPluginAsyncTypebox = async function credentialRoutes (
     return credential
   }
 
+  /** These routes take an optional body: none at all is the same as {} (and still refuses unknown fields). */
+  async function defaultEmptyBody (request: FastifyRequest): Promise<void> {
+    request.body ??= {}
+  }
+
   function noStore (reply: FastifyReply): void {
     reply.header('cache-control', 'no-store').header('pragma', 'no-cache')
   }
 
   app.post('/api/v1/agents/:agentId/credentials', {
     config: { policy: 'credentials.create' },
-    // the body is optional: no body at all means "no expiry"
-    preValidation: async function defaultEmptyBody (request: FastifyRequest) { request.body ??= {} },
+    preValidation: defaultEmptyBody,
     schema: {
       tags: ['credentials'],
       operationId: 'createCredential',
@@ -97,12 +101,14 @@ const credentials: FastifyPluginAsyncTypebox = async function credentialRoutes (
 
   app.post('/api/v1/agents/:agentId/credentials/:credentialId/rotate', {
     config: { policy: 'credentials.rotate' },
+    preValidation: defaultEmptyBody,
     schema: {
       tags: ['credentials'],
       operationId: 'rotateCredential',
       summary: 'Replace the secret of a credential (same id, same expiry); tokens already issued stay valid',
       security: [{ bearerAuth: [] }],
       params: CredentialParams,
+      body: RotateCredential,
       response: { 200: IssuedCredential, ...ManagementErrors, 409: Problem }
     }
   }, async function rotateCredential (request, reply) {

@@ -143,7 +143,13 @@ export async function startPrivatePostgres (t: Tap): Promise<PrivatePostgres> {
   function killOnExit (): void {
     signal(frozen, 'SIGCONT')
     // SIGQUIT = immediate shutdown; exit handlers must be synchronous, so no pg_ctl here
-    if (running) try { process.kill(postmasterPid(), 'SIGQUIT') } catch {}
+    if (running) {
+      try {
+        process.kill(postmasterPid(), 'SIGQUIT')
+      } catch {
+        // already gone
+      }
+    }
     rmSync(dir, { recursive: true, force: true })
   }
   process.on('exit', killOnExit)

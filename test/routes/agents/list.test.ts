@@ -1,6 +1,7 @@
 import { randomUUID } from 'node:crypto'
 import t from 'tap'
-import { build, seedAdmin, seedAgent } from '../../helper.js'
+import { agentBody, build, seedAdmin, seedAgent } from '../../helper.js'
+import { insertAgent } from '../../../routes/agents/repository.js'
 import { AGENTS, assertProblem, assertValidationError, auditByActor, type Tap } from './support.js'
 
 const app = await build(t)
@@ -14,7 +15,7 @@ async function seedOwner (count: number, overrides: (index: number) => Record<st
   const owner = `owner-${randomUUID().slice(0, 8)}`
   const ids: string[] = []
   for (let index = 0; index < count; index++) {
-    ids.push((await seedAgent(app, { owner, ...overrides(index) })).agent.agentId)
+    ids.push((await insertAgent(app.pg, agentBody({ owner, ...overrides(index) }) as never)).agentId)
   }
   return { owner, ids }
 }
@@ -105,7 +106,7 @@ t.test('when the last page is exactly full nextCursor is null (no empty trailing
 t.test('an agent registered between two pages neither repeats nor shifts the walk', async (t) => {
   const { owner, ids } = await seedOwner(4)
   const first = await list(t, { owner, limit: 2 })
-  const late = (await seedAgent(app, { owner })).agent.agentId
+  const late = (await insertAgent(app.pg, agentBody({ owner }) as never)).agentId
   const second = await list(t, { owner, limit: 2, cursor: first.nextCursor as string })
   const seen = [...first.data, ...second.data].map((agent) => agent.agentId)
   t.same(seen, [...ids].reverse())
@@ -153,7 +154,7 @@ t.test('agentType filter returns only agents of that type', async (t) => {
 
 t.test('owner filter matches the whole label exactly, not a prefix', async (t) => {
   const { owner, ids } = await seedOwner(2)
-  await seedAgent(app, { owner: `${owner}-extended` })
+  await insertAgent(app.pg, agentBody({ owner: `${owner}-extended` }) as never)
   const page = await list(t, { owner })
   t.same(page.data.map((agent) => agent.agentId), [ids[1], ids[0]])
   t.same((await list(t, { owner: owner.slice(0, -1) })).data, [], 'a prefix matches nothing')
