@@ -18,15 +18,18 @@ export async function findClientByCredential (db: Queryable, credentialId: strin
   const { rows } = await db.query<{
     credential_id: string, agent_id: string, secret_hash: string | null, credential_status: ClientRecord['credentialStatus'],
     agent_status: ClientRecord['agentStatus'], capabilities: string[], valid_after_ms: string
-  }>(
-    `SELECT c.credential_id, a.agent_id, c.secret_hash,
+  }>({
+    name: 'find-client-by-credential',
+    text: `SELECT c.credential_id, a.agent_id, c.secret_hash,
        CASE WHEN c.status = 'revoked' THEN 'revoked'
             WHEN c.expires_at IS NOT NULL AND c.expires_at <= now() THEN 'expired'
             ELSE 'active' END AS credential_status,
        a.status AS agent_status, a.capabilities,
        (extract(epoch FROM a.tokens_valid_after) * 1000)::bigint AS valid_after_ms
      FROM credentials c JOIN agents a ON a.agent_id = c.client_id
-     WHERE c.credential_id = $1`, [credentialId])
+     WHERE c.credential_id = $1`,
+    values: [credentialId]
+  })
   if (rows.length === 0) return null
   const row = rows[0]
   return {
@@ -60,13 +63,16 @@ export async function findTokenState (db: Queryable, agentId: string, jti: strin
   const { rows } = await db.query<{
     status: TokenState['agentStatus'], capabilities: string[], valid_after_ms: string,
     jti: string | null, token_revoked_at: Date | null, credential_status: string | null
-  }>(
-    `SELECT a.status, a.capabilities, (extract(epoch FROM a.tokens_valid_after) * 1000)::bigint AS valid_after_ms,
+  }>({
+    name: 'find-token-state',
+    text: `SELECT a.status, a.capabilities, (extract(epoch FROM a.tokens_valid_after) * 1000)::bigint AS valid_after_ms,
        t.jti, t.revoked_at AS token_revoked_at, c.status AS credential_status
      FROM agents a
      LEFT JOIN issued_tokens t ON t.jti = $2 AND t.agent_id = a.agent_id
      LEFT JOIN credentials c ON c.credential_id = t.credential_id
-     WHERE a.agent_id = $1`, [agentId, jti])
+     WHERE a.agent_id = $1`,
+    values: [agentId, jti]
+  })
   if (rows.length === 0) return null
   const row = rows[0]
   return {
@@ -102,8 +108,9 @@ export async function recordIssuances (db: Queryable, batch: Issuance[], quota: 
   for (const item of [...batch].sort((a, b) => a.agentId.localeCompare(b.agentId))) {
     counts.set(item.agentId, (counts.get(item.agentId) ?? 0) + 1)
   }
-  const { rows } = await db.query<{ agent_id: string }>(
-    `WITH wanted (agent_id, n) AS (
+  const { rows } = await db.query<{ agent_id: string }>({
+    name: 'record-issuances',
+    text: `WITH wanted (agent_id, n) AS (
        SELECT * FROM unnest($1::uuid[], $2::int[])
      ), granted AS (
        INSERT INTO token_monthly_counts AS q (agent_id, month, count)
@@ -124,7 +131,7 @@ export async function recordIssuances (db: Queryable, batch: Issuance[], quota: 
        WHERE e.agent_id IN (SELECT agent_id FROM granted)
      )
      SELECT agent_id FROM granted`,
-    [
+    values: [
       [...counts.keys()], [...counts.values()], month, quota,
       batch.map((item) => item.jti), batch.map((item) => item.agentId), batch.map((item) => item.credentialId),
       batch.map((item) => item.scope), batch.map((item) => item.audience),
@@ -132,7 +139,8 @@ export async function recordIssuances (db: Queryable, batch: Issuance[], quota: 
       batch.map((item) => item.audit.eventId), batch.map((item) => item.audit.action), batch.map((item) => item.audit.outcome),
       batch.map((item) => item.audit.ipAddress), batch.map((item) => item.audit.userAgent),
       batch.map((item) => JSON.stringify(item.audit.metadata))
-    ])
+    ]
+  })
   const granted = new Set(rows.map((row) => row.agent_id))
   return new Set([...counts.keys()].filter((agentId) => !granted.has(agentId)))
 }
