@@ -6,14 +6,15 @@ import { UnknownKeyError } from './keys.js'
 import { agentExists, findTokenState, type TokenState } from '../routes/oauth/repository.js'
 import { issuedBeforeValidAfter } from '../lib/token-time.js'
 import { isUuid } from '../lib/uuid.js'
+import { credentialOfTokenId } from '../lib/token-id.js'
 
 /**
  * Bearer authentication for every route under /api/ (unless the route says `config: { public: true }`,
  * as the OAuth endpoints do, which authenticate clients themselves). A token is accepted only when
  * its signature, alg, kid, typ, iss, aud and lifetime check out AND the server-side state says it
- * is still good now: its issuance is recorded and not revoked, its credential is not revoked, the
- * agent is active and the token postdates the agent's "valid after" instant. Its effective scope
- * is its `scope` ∩ the agent's current capabilities.
+ * is still good now: it is not revoked, the credential that obtained it (named by its jti) is not
+ * revoked, the agent is active and the token postdates the agent's "valid after" instant. Its
+ * effective scope is its `scope` ∩ the agent's current capabilities.
  */
 
 export interface Principal {
@@ -48,7 +49,7 @@ function revocationReason (state: TokenState, iat: number): FailureReason | null
   if (state.agentStatus === 'suspended') return 'agent_suspended'
   if (state.agentStatus === 'decommissioned') return 'agent_decommissioned'
   if (issuedBeforeValidAfter(iat, state.validAfterMs)) return 'token_revoked'
-  if (!state.recorded || state.tokenRevoked) return 'token_revoked'
+  if (state.tokenRevoked) return 'token_revoked'
   if (state.credentialRevoked) return 'credential_revoked'
   return null
 }
@@ -133,10 +134,11 @@ export default fp(async function authPlugin (app: FastifyInstance) {
     const jti = claims.jti as string
     // only this issuer signs, but a malformed subject must never reach SQL as a 500
     if (!isUuid(sub)) return { ok: false, reason: 'malformed_token', claimedAgentId: null }
-    if (!isUuid(jti)) return { ok: false, reason: 'malformed_token', claimedAgentId: sub }
+    const credentialId = credentialOfTokenId(jti)
+    if (credentialId === null) return { ok: false, reason: 'malformed_token', claimedAgentId: sub }
     // the durable state, read now from PostgreSQL: the same answer on every instance at once,
     // and an unreadable state is an error (503), never a valid token
-    const state = await findTokenState(app.pg, sub, jti)
+    const state = await findTokenState(app.pg, sub, credentialId, jti)
     if (state === null) return { ok: false, reason: 'unknown_agent', claimedAgentId: null }
     const reason = revocationReason(state, claims.iat as number)
     if (reason !== null) return { ok: false, reason, claimedAgentId: sub }

@@ -8,7 +8,7 @@ import { migrate } from '../lib/migrations.js'
 import { bundledPolicyDir } from '../lib/paths.js'
 import { insertAgent } from '../routes/agents/repository.js'
 import { insertCredential } from '../routes/credentials/repository.js'
-import { insertIssuedTokens } from '../routes/oauth/repository.js'
+import { newTokenId } from '../lib/token-id.js'
 import { PLATFORM_SCOPES } from '../schemas/scopes.js'
 
 /**
@@ -117,36 +117,29 @@ export async function seedCredential (app: FastifyInstance, agentId: string): Pr
   return credentialId
 }
 
+/** A jti as the token endpoint makes it: naming a (fresh) credential of the agent. */
+export async function tokenIdFor (app: FastifyInstance, agentId: string, credentialId?: string): Promise<string> {
+  return newTokenId(credentialId ?? await seedCredential(app, agentId))
+}
+
 /**
- * Signs an access token for `agentId` with the app's own key ring and records its issuance, as the
- * token endpoint does (a token without a recorded issuance is refused). `record: false` skips that.
+ * Signs an access token for `agentId` with the app's own key ring, as the token endpoint would:
+ * its jti names a credential of the agent (a fresh one unless `credentialId` is given).
  */
 export async function mintToken (app: FastifyInstance, agentId: string, claims: Record<string, unknown> = {},
-  options: { credentialId?: string, record?: boolean } = {}): Promise<string> {
+  options: { credentialId?: string } = {}): Promise<string> {
   const now = Math.floor(Date.now() / 1000)
-  const payload = {
+  return await app.keys.sign({
     iss: ISSUER,
     sub: agentId,
     client_id: agentId,
     aud: ISSUER,
     iat: now,
     exp: now + 3600,
-    jti: randomUUID(),
+    jti: typeof claims.jti === 'string' ? claims.jti : await tokenIdFor(app, agentId, options.credentialId),
     scope: PLATFORM_SCOPES.join(' '),
     ...claims
-  }
-  if (options.record !== false) {
-    await insertIssuedTokens(app.pg, [{
-      jti: payload.jti,
-      agentId,
-      credentialId: options.credentialId ?? await seedCredential(app, agentId),
-      scope: String(payload.scope),
-      audience: String(payload.aud),
-      issuedAt: Number(payload.iat),
-      expiresAt: Number(payload.exp)
-    }])
-  }
-  return await app.keys.sign(payload)
+  })
 }
 
 /** Registers an agent directly in the database (no API call) and returns it with a token. */

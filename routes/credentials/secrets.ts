@@ -1,5 +1,6 @@
 import { randomBytes, randomUUID } from 'node:crypto'
 import argon2 from 'argon2'
+import { bytesToUuid, uuidToBytes } from '../../lib/uuid.js'
 
 /**
  * Client secrets: `sk_live_` + base64url(credential id (16 bytes) ‖ 32 random bytes).
@@ -15,15 +16,6 @@ const SECRET_PATTERN = new RegExp(`^${SECRET_PREFIX}[A-Za-z0-9_-]{${ENCODED_LENG
 
 /** OWASP's minimum for argon2id (m = 19 MiB, t = 2, p = 1): ≈ 45 ms a verification here. */
 export const ARGON2_OPTIONS = { type: argon2.argon2id, memoryCost: 19_456, timeCost: 2, parallelism: 1 } as const
-
-function uuidToBytes (uuid: string): Buffer {
-  return Buffer.from(uuid.replace(/-/g, ''), 'hex')
-}
-
-function bytesToUuid (bytes: Buffer): string {
-  const hex = bytes.toString('hex')
-  return `${hex.slice(0, 8)}-${hex.slice(8, 12)}-${hex.slice(12, 16)}-${hex.slice(16, 20)}-${hex.slice(20)}`
-}
 
 export function generateSecret (credentialId: string): string {
   return SECRET_PREFIX + Buffer.concat([uuidToBytes(credentialId), randomBytes(RANDOM_BYTES)]).toString('base64url')

@@ -1,16 +1,14 @@
 import type { FastifyInstance } from 'fastify'
 import type { TransactionClient } from '../../plugins/db.js'
-import {
-  addToMonthlyCount, insertIssuedTokens, recordIssuances, remainingQuota, type Issuance
-} from './repository.js'
-import { insertAuditEvents } from '../audit/repository.js'
+import { addToMonthlyCount, recordIssuances, remainingQuota } from './repository.js'
+import { insertAuditEvents, type AuditRecord } from '../audit/repository.js'
 
 /**
- * Group commit for token issuance. Each issuance needs three durable writes before its token may
- * leave the server — its row in issued_tokens, its `token.issued` event and its place in the
- * monthly quota — and a commit costs ~3 ms. Requests that arrive while a commit is in flight wait
- * and go together in the next one (one statement, one commit), so the cost is shared, and no
- * token is answered before its writes are durable: nothing is lost when the process dies.
+ * Group commit for token issuance. Each issuance has durable writes to make before its token may
+ * leave the server — its `token.issued` event and its place in the monthly quota — and a commit
+ * costs milliseconds. Requests that arrive while a commit is in flight go together in the next
+ * one (one statement, one commit), so the cost is shared and no token is answered before its
+ * writes are durable: nothing is lost when the process dies.
  *
  * The quota is decided inside the same statement under PostgreSQL's row lock, so parallel
  * requests on several instances can never push an agent past TOKEN_MONTHLY_QUOTA.
@@ -20,11 +18,11 @@ const MAX_BATCH = 256
 // two commits in flight: a request arriving mid-commit starts the next one instead of waiting a whole commit
 const MAX_IN_FLIGHT = 2
 
-interface Waiting { issuance: Issuance, settle: (granted: boolean) => void, fail: (error: unknown) => void }
+interface Waiting { event: AuditRecord, settle: (granted: boolean) => void, fail: (error: unknown) => void }
 
 export interface IssuanceLog {
-  /** resolves true once recorded, false when the agent's monthly quota is exhausted */
-  record (issuance: Issuance): Promise<boolean>
+  /** resolves true once the issuance's `token.issued` event is recorded, false when the agent's monthly quota is exhausted */
+  record (event: AuditRecord): Promise<boolean>
 }
 
 /** The first day of the current UTC month, as the `month` column stores it. */
@@ -40,17 +38,16 @@ export function secondsUntilNextMonth (now = new Date()): number {
 
 export function createIssuanceLog (app: FastifyInstance): IssuanceLog {
   const quota = app.config.TOKEN_MONTHLY_QUOTA
-  let queue: Waiting[] = []
+  const queue: Waiting[] = []
   let inFlight = 0
 
   /** An agent whose whole group did not fit gets what is left of its quota, in arrival order. */
   async function settleOverQuota (group: Waiting[], month: string): Promise<void> {
+    const agentId = group[0].event.agentId as string
     const granted = await app.pg.transact(async function grantRemainder (db: TransactionClient) {
-      const remaining = await remainingQuota(db, group[0].issuance.agentId, month, quota)
-      const fitting = group.slice(0, remaining).map((waiting) => waiting.issuance)
-      await insertIssuedTokens(db, fitting)
-      await insertAuditEvents(db, fitting.map((issuance) => issuance.audit))
-      await addToMonthlyCount(db, group[0].issuance.agentId, month, fitting.length)
+      const fitting = group.slice(0, await remainingQuota(db, agentId, month, quota)).map((waiting) => waiting.event)
+      await insertAuditEvents(db, fitting)
+      await addToMonthlyCount(db, agentId, month, fitting.length)
       return fitting.length
     })
     group.forEach((waiting, index) => waiting.settle(index < granted))
@@ -58,10 +55,10 @@ export function createIssuanceLog (app: FastifyInstance): IssuanceLog {
 
   async function flushBatch (batch: Waiting[]): Promise<void> {
     const month = currentMonth()
-    const refusedAgents = await recordIssuances(app.pg, batch.map((waiting) => waiting.issuance), quota, month)
-    for (const waiting of batch) if (!refusedAgents.has(waiting.issuance.agentId)) waiting.settle(true)
+    const refusedAgents = await recordIssuances(app.pg, batch.map((waiting) => waiting.event), quota, month)
+    for (const waiting of batch) if (!refusedAgents.has(waiting.event.agentId as string)) waiting.settle(true)
     for (const agentId of refusedAgents) {
-      await settleOverQuota(batch.filter((waiting) => waiting.issuance.agentId === agentId), month)
+      await settleOverQuota(batch.filter((waiting) => waiting.event.agentId === agentId), month)
     }
   }
 
@@ -79,9 +76,9 @@ export function createIssuanceLog (app: FastifyInstance): IssuanceLog {
   }
 
   return {
-    record (issuance) {
+    record (event) {
       return new Promise<boolean>((resolve, reject) => {
-        queue.push({ issuance, settle: resolve, fail: reject })
+        queue.push({ event, settle: resolve, fail: reject })
         pump()
       })
     }

@@ -48,30 +48,29 @@ export async function agentExists (db: Queryable, agentId: string): Promise<bool
   return rowCount === 1
 }
 
-/** The server-side state of one token, read in one indexed query: agent, token row and credential. */
+/** The server-side state of one token, read in one indexed query: agent, credential and revocation. */
 export interface TokenState {
   agentStatus: 'active' | 'suspended' | 'decommissioned'
   capabilities: string[]
   validAfterMs: number
-  /** false when no issuance was recorded for this jti (not one of ours, or pruned after expiry) */
-  recorded: boolean
-  tokenRevoked: boolean
+  /** the credential named by the token's jti is revoked, or is not this agent's */
   credentialRevoked: boolean
+  tokenRevoked: boolean
 }
 
-export async function findTokenState (db: Queryable, agentId: string, jti: string): Promise<TokenState | null> {
+export async function findTokenState (db: Queryable, agentId: string, credentialId: string, jti: string): Promise<TokenState | null> {
   const { rows } = await db.query<{
     status: TokenState['agentStatus'], capabilities: string[], valid_after_ms: string,
-    jti: string | null, token_revoked_at: Date | null, credential_status: string | null
+    credential_status: string | null, token_revoked: boolean
   }>({
     name: 'find-token-state',
     text: `SELECT a.status, a.capabilities, (extract(epoch FROM a.tokens_valid_after) * 1000)::bigint AS valid_after_ms,
-       t.jti, t.revoked_at AS token_revoked_at, c.status AS credential_status
+       c.status AS credential_status,
+       EXISTS (SELECT 1 FROM revoked_tokens r WHERE r.jti = $3) AS token_revoked
      FROM agents a
-     LEFT JOIN issued_tokens t ON t.jti = $2 AND t.agent_id = a.agent_id
-     LEFT JOIN credentials c ON c.credential_id = t.credential_id
+     LEFT JOIN credentials c ON c.credential_id = $2 AND c.client_id = a.agent_id
      WHERE a.agent_id = $1`,
-    values: [agentId, jti]
+    values: [agentId, credentialId, jti]
   })
   if (rows.length === 0) return null
   const row = rows[0]
@@ -79,34 +78,22 @@ export async function findTokenState (db: Queryable, agentId: string, jti: strin
     agentStatus: row.status,
     capabilities: row.capabilities,
     validAfterMs: Number(row.valid_after_ms),
-    recorded: row.jti !== null,
-    tokenRevoked: row.token_revoked_at !== null,
-    credentialRevoked: row.credential_status === 'revoked'
+    credentialRevoked: row.credential_status !== 'active',
+    tokenRevoked: row.token_revoked
   }
 }
 
-export interface Issuance {
-  jti: string
-  agentId: string
-  credentialId: string
-  scope: string
-  audience: string
-  issuedAt: number
-  expiresAt: number
-  audit: AuditRecord
-}
-
 /**
- * Records a batch of issuances in ONE statement (one round trip, one commit): the monthly quota is
- * incremented per agent only while it stays within `quota`, and only the issuances of agents whose
- * increment succeeded get their token row and their `token.issued` event. Returns the agents whose
- * whole group was refused, so the caller can settle them one by one.
+ * Records a batch of issuances' durable writes in ONE statement (one round trip, one commit): the
+ * monthly quota is incremented per agent only while it stays within `quota` (0 = no limit), and
+ * only the issuances of agents whose increment succeeded get their `token.issued` event. Returns
+ * the agents whose whole group was refused, so the caller can settle them one by one.
  */
-export async function recordIssuances (db: Queryable, batch: Issuance[], quota: number, month: string): Promise<Set<string>> {
+export async function recordIssuances (db: Queryable, events: AuditRecord[], quota: number, month: string): Promise<Set<string>> {
   const counts = new Map<string, number>()
   // agents in one order in every batch: concurrent batches lock their quota rows without deadlocking
-  for (const item of [...batch].sort((a, b) => a.agentId.localeCompare(b.agentId))) {
-    counts.set(item.agentId, (counts.get(item.agentId) ?? 0) + 1)
+  for (const agentId of events.map((event) => event.agentId as string).sort()) {
+    counts.set(agentId, (counts.get(agentId) ?? 0) + 1)
   }
   const { rows } = await db.query<{ agent_id: string }>({
     name: 'record-issuances',
@@ -118,31 +105,31 @@ export async function recordIssuances (db: Queryable, batch: Issuance[], quota: 
        ON CONFLICT (agent_id, month) DO UPDATE SET count = q.count + EXCLUDED.count
        WHERE $4::int = 0 OR q.count + EXCLUDED.count <= $4::int
        RETURNING agent_id
-     ), tokens AS (
-       INSERT INTO issued_tokens (jti, agent_id, credential_id, scope, audience, issued_at, expires_at)
-       SELECT i.jti, i.agent_id, i.credential_id, i.scope, i.audience, to_timestamp(i.iat), to_timestamp(i.exp)
-       FROM unnest($5::uuid[], $6::uuid[], $7::uuid[], $8::text[], $9::text[], $10::bigint[], $11::bigint[])
-         AS i (jti, agent_id, credential_id, scope, audience, iat, exp)
-       WHERE i.agent_id IN (SELECT agent_id FROM granted)
      ), events AS (
        INSERT INTO audit_events (event_id, agent_id, action, outcome, ip_address, user_agent, metadata)
-       SELECT e.* FROM unnest($12::uuid[], $6::uuid[], $13::varchar[], $14::varchar[], $15::inet[], $16::varchar[], $17::jsonb[])
-         AS e (event_id, agent_id, action, outcome, ip_address, user_agent, metadata)
+       SELECT e.event_id, e.agent_id, e.action, e.outcome, e.ip_address, e.user_agent, e.metadata
+       FROM jsonb_to_recordset($5::jsonb) AS e (event_id uuid, agent_id uuid, action varchar, outcome varchar,
+         ip_address inet, user_agent varchar, metadata jsonb)
        WHERE e.agent_id IN (SELECT agent_id FROM granted)
      )
      SELECT agent_id FROM granted`,
-    values: [
-      [...counts.keys()], [...counts.values()], month, quota,
-      batch.map((item) => item.jti), batch.map((item) => item.agentId), batch.map((item) => item.credentialId),
-      batch.map((item) => item.scope), batch.map((item) => item.audience),
-      batch.map((item) => item.issuedAt), batch.map((item) => item.expiresAt),
-      batch.map((item) => item.audit.eventId), batch.map((item) => item.audit.action), batch.map((item) => item.audit.outcome),
-      batch.map((item) => item.audit.ipAddress), batch.map((item) => item.audit.userAgent),
-      batch.map((item) => JSON.stringify(item.audit.metadata))
-    ]
+    values: [[...counts.keys()], [...counts.values()], month, quota, auditRows(events)]
   })
   const granted = new Set(rows.map((row) => row.agent_id))
   return new Set([...counts.keys()].filter((agentId) => !granted.has(agentId)))
+}
+
+/** Audit records as one JSON document: a single parameter is cheaper to send than seven arrays. */
+function auditRows (events: AuditRecord[]): string {
+  return JSON.stringify(events.map((event) => ({
+    event_id: event.eventId,
+    agent_id: event.agentId,
+    action: event.action,
+    outcome: event.outcome,
+    ip_address: event.ipAddress,
+    user_agent: event.userAgent,
+    metadata: event.metadata
+  })))
 }
 
 /** Locks the agent's counter for the month and returns how many tokens it may still be issued. */
@@ -159,29 +146,19 @@ export async function addToMonthlyCount (db: Queryable, agentId: string, month: 
   await db.query('UPDATE token_monthly_counts SET count = count + $3 WHERE agent_id = $1 AND month = $2', [agentId, month, n])
 }
 
-export async function insertIssuedTokens (db: Queryable, items: Array<Omit<Issuance, 'audit'>>): Promise<void> {
-  if (items.length === 0) return
-  await db.query(
-    `INSERT INTO issued_tokens (jti, agent_id, credential_id, scope, audience, issued_at, expires_at)
-     SELECT jti, agent_id, credential_id, scope, audience, to_timestamp(iat), to_timestamp(exp)
-     FROM unnest($1::uuid[], $2::uuid[], $3::uuid[], $4::text[], $5::text[], $6::bigint[], $7::bigint[])
-       AS i (jti, agent_id, credential_id, scope, audience, iat, exp)`,
-    [items.map((item) => item.jti), items.map((item) => item.agentId), items.map((item) => item.credentialId),
-      items.map((item) => item.scope), items.map((item) => item.audience),
-      items.map((item) => item.issuedAt), items.map((item) => item.expiresAt)])
-}
-
-/** Marks a token revoked; false when it was unknown or already revoked. */
-export async function revokeIssuedToken (db: Queryable, jti: string): Promise<boolean> {
-  const { rowCount } = await db.query('UPDATE issued_tokens SET revoked_at = now() WHERE jti = $1 AND revoked_at IS NULL', [jti])
+/** Records a token as revoked until it expires; false when it already was. */
+export async function recordRevokedToken (db: Queryable, jti: string, agentId: string, expiresAt: number): Promise<boolean> {
+  const { rowCount } = await db.query(
+    `INSERT INTO revoked_tokens (jti, agent_id, expires_at) VALUES ($1, $2, to_timestamp($3))
+     ON CONFLICT (jti) DO NOTHING`, [jti, agentId, expiresAt])
   return rowCount === 1
 }
 
-/** Deletes, in one bounded batch, rows of tokens that expired more than a grace period ago. */
-export async function pruneExpiredTokens (db: Queryable, batchSize: number): Promise<number> {
+/** Deletes, in one bounded batch, revocations of tokens that have expired since (they can't be used anyway). */
+export async function pruneExpiredRevocations (db: Queryable, batchSize: number): Promise<number> {
   const { rowCount } = await db.query(
-    `DELETE FROM issued_tokens WHERE jti IN (
-       SELECT jti FROM issued_tokens WHERE expires_at < now() - interval '1 hour' LIMIT $1
+    `DELETE FROM revoked_tokens WHERE jti IN (
+       SELECT jti FROM revoked_tokens WHERE expires_at < now() - interval '1 hour' LIMIT $1
        FOR UPDATE SKIP LOCKED)`, [batchSize])
   return rowCount ?? 0
 }

@@ -4,12 +4,13 @@ import type { FastifyPluginAsyncTypebox } from '@fastify/type-provider-typebox'
 import { OAuthErrors, TokenParameter } from '../../schemas/oauth.js'
 import { OAuthError } from '../../plugins/errors.js'
 import { isUuid } from '../../lib/uuid.js'
-import { revokeIssuedToken } from './repository.js'
+import { credentialOfTokenId } from '../../lib/token-id.js'
+import { recordRevokedToken } from './repository.js'
 import { authenticateCaller } from './caller.js'
 
 /**
  * POST /api/v1/token/revoke (RFC 7009). The token's own client, or a holder of agents:write, may
- * revoke it; the revocation is durable (issued_tokens.revoked_at) and every instance refuses the
+ * revoke it; the revocation is durable (revoked_tokens) and every instance refuses the
  * token from the next request on. A token that is unknown, malformed or already expired gets the
  * same 200 as a revoked one (§2.2): there is nothing left to revoke. token_type_hint is ignored.
  */
@@ -41,7 +42,7 @@ const revoke: FastifyPluginAsyncTypebox = async function revokeRoute (app) {
       })
       throw new OAuthError(400, 'unauthorized_client', 'this client may not revoke a token issued to another client')
     }
-    if (await revokeIssuedToken(app.pg, subject.jti)) {
+    if (await recordRevokedToken(app.pg, subject.jti, subject.agentId, subject.exp)) {
       await app.audit.record(request, {
         action: 'token.revoked',
         agentId: subject.agentId,
@@ -51,12 +52,15 @@ const revoke: FastifyPluginAsyncTypebox = async function revokeRoute (app) {
     return reply.code(200).send()
   })
 
-  /** The agent and jti of a token this issuer signed and that has not expired; null otherwise. */
-  async function revocableSubject (token: string): Promise<{ agentId: string, jti: string } | null> {
+  /** The agent, jti and expiry of a token this issuer signed and that has not expired; null otherwise. */
+  async function revocableSubject (token: string): Promise<{ agentId: string, jti: string, exp: number } | null> {
     try {
       const claims = decodeJwt(token)
       const { payload } = await app.keys.verify(token, { issuer: app.config.ISSUER_URL, audience: claims.aud ?? app.config.ISSUER_URL })
-      return isUuid(payload.sub) && isUuid(payload.jti) ? { agentId: payload.sub.toLowerCase(), jti: payload.jti } : null
+      const jti = payload.jti as string
+      return isUuid(payload.sub) && credentialOfTokenId(jti) !== null
+        ? { agentId: payload.sub.toLowerCase(), jti, exp: payload.exp as number }
+        : null
     } catch {
       return null
     }

@@ -1,4 +1,3 @@
-import { randomUUID } from 'node:crypto'
 import type { FastifyPluginAsyncTypebox } from '@fastify/type-provider-typebox'
 import type { FastifyRequest } from 'fastify'
 import { OAuthErrors, TokenRequest, TokenResponse } from '../../schemas/oauth.js'
@@ -6,13 +5,15 @@ import { OAuthError, RateLimitError } from '../../plugins/errors.js'
 import { toAuditRecord } from '../../plugins/audit.js'
 import type { AuthenticatedClient } from '../../plugins/client-auth.js'
 import { issueSecond } from '../../lib/token-time.js'
+import { newTokenId } from '../../lib/token-id.js'
 import { createIssuanceLog, secondsUntilNextMonth } from './issuance-log.js'
 
 /**
  * POST /api/v1/token — the client_credentials grant (RFC 6749 §4.4) issuing RFC 9068 access
- * tokens. The hot path: one indexed read of the credential and its agent, no argon2 for a secret
- * this instance verified recently, one RS256 signature, and the issuance's writes shared with the
- * other requests of the moment in one commit (issuance-log.ts).
+ * tokens. The hot path: the credential and its agent (cached briefly, invalidated on every change,
+ * see plugins/client-auth.ts), no argon2 for a secret this instance verified recently, one RS256
+ * signature, and the issuance's writes shared with the other requests of the moment in one commit
+ * (issuance-log.ts).
  */
 
 // RFC 6749 §3.3: scope-token = 1*( %x21 / %x23-5B / %x5D-7E )
@@ -87,25 +88,16 @@ const token: FastifyPluginAsyncTypebox = async function tokenRoute (app) {
     }
 
     const iat = issueSecond(Date.now(), client.validAfterMs)
-    const jti = randomUUID()
+    const jti = newTokenId(client.credentialId)
     const scope = scopes.join(' ')
     const accessToken = await app.keys.sign({
       iss: issuer, sub: client.agentId, client_id: client.agentId, aud: audience, iat, exp: iat + ttl, jti, scope
     })
-    const granted = await issuanceLog.record({
-      jti,
+    const granted = await issuanceLog.record(toAuditRecord(request, {
+      action: 'token.issued',
       agentId: client.agentId,
-      credentialId: client.credentialId,
-      scope,
-      audience,
-      issuedAt: iat,
-      expiresAt: iat + ttl,
-      audit: toAuditRecord(request, {
-        action: 'token.issued',
-        agentId: client.agentId,
-        metadata: { actorId: client.agentId, jti, credentialId: client.credentialId, scope, audience, authMethod: client.method }
-      })
-    })
+      metadata: { actorId: client.agentId, jti, credentialId: client.credentialId, scope, audience, expiresAt: iat + ttl, authMethod: client.method }
+    }))
     if (!granted) {
       await refusal(request, client, 'quota_exceeded')
       throw new RateLimitError(secondsUntilNextMonth(), 'quota_exceeded', 'the monthly token quota of this client is exhausted')

@@ -7,7 +7,7 @@ import { bootstrap, registerClient, requestToken, tokenFor, withDb, type Client,
 /**
  * TOKEN_MONTHLY_QUOTA under concurrency: two instances share the database, requests arrive in
  * parallel on both, and the quota must hold exactly — never one token more — with the durable
- * count, the issued_tokens rows and the token.issued events all agreeing.
+ * count, the distinct jtis issued and the token.issued events all agreeing.
  */
 
 const QUOTA = 50
@@ -37,7 +37,7 @@ async function durableState (agentId: string): Promise<Durable> {
   return await withDb(a.databaseUrl, async (db) => {
     const { rows: [state] } = await db.query<{ counted: number | null, rows: number, events: number, refusals: number }>(
       `SELECT (SELECT count FROM token_monthly_counts WHERE agent_id = $1 AND month = $2::date) AS counted,
-         (SELECT count(*)::int FROM issued_tokens WHERE agent_id = $1) AS rows,
+         (SELECT count(DISTINCT metadata->>'jti')::int FROM audit_events WHERE action = 'token.issued' AND agent_id = $1) AS rows,
          (SELECT count(*)::int FROM audit_events WHERE agent_id = $1 AND action = 'token.issued') AS events,
          (SELECT count(*)::int FROM audit_events WHERE agent_id = $1 AND action = 'access.denied'
             AND metadata->>'reason' = 'quota_exceeded') AS refusals`, [agentId, currentMonth()])
@@ -86,7 +86,7 @@ t.test('parallel requests at the quota boundary on two instances never issue mor
   t.equal(new Set(issued.map(jtiOf)).size, QUOTA, 'each with its own jti')
   const durable = await durableState(client.clientId)
   t.same(durable, { counted: QUOTA, rows: QUOTA, events: QUOTA, refusalsAudited: 40 },
-    'token_monthly_counts, issued_tokens rows and token.issued events equal the tokens issued; each refusal is audited')
+    'token_monthly_counts, distinct jtis and token.issued events equal the tokens issued; each refusal is audited')
 })
 
 t.test('a cold burst far past the quota on two instances issues exactly the quota', async (t) => {

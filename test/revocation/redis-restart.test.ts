@@ -34,7 +34,7 @@ async function dbsize (): Promise<number> {
 }
 
 async function issuedRows (): Promise<number> {
-  return await withDb(app.databaseUrl, async (db) => (await db.query<{ n: number }>('SELECT count(*)::int AS n FROM issued_tokens')).rows[0].n)
+  return await withDb(app.databaseUrl, async (db) => (await db.query<{ n: number }>("SELECT count(*)::int AS n FROM audit_events WHERE action = 'token.issued'")).rows[0].n)
 }
 
 async function monthlyCount (agentId: string): Promise<number | null> {

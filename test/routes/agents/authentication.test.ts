@@ -1,7 +1,7 @@
 import { randomUUID, type KeyObject } from 'node:crypto'
 import t from 'tap'
 import { SignJWT, importPKCS8, type JWTHeaderParameters } from 'jose'
-import { build, ISSUER, mintToken, seedAgent, testKeys } from '../../helper.js'
+import { build, ISSUER, mintToken, seedAgent, testKeys, tokenIdFor } from '../../helper.js'
 import { agentUrl, assertProblem, bearer, foreignKey, type Tap } from './support.js'
 
 const app = await build(t)
@@ -12,16 +12,16 @@ const b64 = (value: unknown) => Buffer.from(JSON.stringify(value)).toString('bas
 const now = () => Math.floor(Date.now() / 1000)
 
 /**
- * An agent with a token the server really issued (so its jti is on record), plus the claims of that
- * token, for crafting variants that differ in exactly one respect.
+ * An agent, plus the claims of a token the server would issue it (its jti names a credential of the
+ * agent), for crafting variants that differ in exactly one respect.
  */
 async function subject () {
   const seeded = await seedAgent(app, { capabilities: ['docs:read'] })
   const iat = now()
   const claims: Record<string, unknown> = {
-    iss: ISSUER, sub: seeded.agent.agentId, client_id: seeded.agent.agentId, aud: ISSUER, iat, exp: iat + 600, jti: randomUUID(), scope: 'docs:read'
+    iss: ISSUER, sub: seeded.agent.agentId, client_id: seeded.agent.agentId, aud: ISSUER, iat, exp: iat + 600,
+    jti: await tokenIdFor(app, seeded.agent.agentId), scope: 'docs:read'
   }
-  await mintToken(app, seeded.agent.agentId, claims)
   return { ...seeded, claims }
 }
 

@@ -1,4 +1,4 @@
-import { generateKeyPairSync } from 'node:crypto'
+import { generateKeyPairSync, randomUUID } from 'node:crypto'
 import t from 'tap'
 import { SignJWT } from 'jose'
 import { build, ISSUER, mintToken, seedAdmin } from '../../helper.js'
@@ -85,7 +85,7 @@ t.test('unknown, expired, revoked and malformed tokens are exactly {active:false
   const unsigned = `${Buffer.from(JSON.stringify({ alg: 'none', typ: 'at+jwt' })).toString('base64url')}.${live.split('.')[1]}.`
 
   const cases: Record<string, string> = {
-    'never issued (no issuance recorded)': await mintToken(app, owner.agentId, { scope: 'docs:read' }, { record: false }),
+    'naming a credential that does not exist': await mintToken(app, owner.agentId, { scope: 'docs:read' }, { credentialId: randomUUID() }),
     'expired an hour ago': await mintToken(app, owner.agentId, { scope: 'docs:read', iat: now - 7200, exp: now - 3600 }),
     revoked,
     'signed by another key': forged,

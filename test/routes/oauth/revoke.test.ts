@@ -1,3 +1,4 @@
+import { randomUUID } from 'node:crypto'
 import t from 'tap'
 import { build, mintToken, seedAdmin } from '../../helper.js'
 import {
@@ -61,7 +62,7 @@ t.test('unknown, malformed and expired tokens are answered 200 with an empty bod
   const tokens = [
     'not-a-token',
     'abc.def.ghi',
-    await mintToken(app, owner.agentId, { scope: 'docs:read' }, { record: false }),
+    await mintToken(app, owner.agentId, { scope: 'docs:read' }, { credentialId: randomUUID() }),
     await mintToken(app, owner.agentId, { scope: 'docs:read', iat: now - 7200, exp: now - 3600 })
   ]
   for (const token of tokens) {

@@ -2,8 +2,7 @@ import { createPublicKey, generateKeyPairSync, randomUUID } from 'node:crypto'
 import t from 'tap'
 import { calculateJwkThumbprint, exportJWK, jwtVerify, SignJWT } from 'jose'
 import type { TestApp } from '../../helper.js'
-import { build, ISSUER, seedAdmin, seedCredential, testKeys } from '../../helper.js'
-import { insertIssuedTokens } from '../../../routes/oauth/repository.js'
+import { build, ISSUER, seedAdmin, testKeys, tokenIdFor } from '../../helper.js'
 import { PLATFORM_SCOPES } from '../../../schemas/scopes.js'
 import { accessToken, decodeToken, introspect, JWKS, METADATA, registerClient, type Client } from './support.js'
 
@@ -66,14 +65,10 @@ t.test('JWT_ADDITIONAL_PUBLIC_KEYS: published and accepted, while new tokens are
     t.same(Object.keys(key).sort(), PUBLIC_MEMBERS, `${key.kid as string}: public members only`)
   }
 
-  /** An access token for `client` signed by another key of the ring, with its issuance recorded. */
+  /** An access token for `client` signed by another key of the ring, its jti naming a credential of the client. */
   async function signedBy (privateKey: ReturnType<typeof rsaPair>['privateKey'], kid: string): Promise<string> {
     const now = Math.floor(Date.now() / 1000)
-    const claims = { iss: ISSUER, sub: client.agentId, client_id: client.agentId, aud: ISSUER, iat: now, exp: now + 3600, jti: randomUUID(), scope: 'docs:read agents:read' }
-    await insertIssuedTokens(rotating.pg, [{
-      jti: claims.jti, agentId: client.agentId, credentialId: await seedCredential(rotating, client.agentId),
-      scope: claims.scope, audience: ISSUER, issuedAt: claims.iat, expiresAt: claims.exp
-    }])
+    const claims = { iss: ISSUER, sub: client.agentId, client_id: client.agentId, aud: ISSUER, iat: now, exp: now + 3600, jti: await tokenIdFor(rotating, client.agentId), scope: 'docs:read agents:read' }
     return await new SignJWT(claims).setProtectedHeader({ alg: 'RS256', typ: 'at+jwt', kid }).sign(privateKey)
   }
 
