@@ -15,6 +15,7 @@ import policyPlugin from './plugins/policy.js'
 import swaggerPlugin from './plugins/swagger.js'
 import rateLimitPlugin from './plugins/rate-limit.js'
 import clientAuthPlugin from './plugins/client-auth.js'
+import clientDirectoryPlugin from './plugins/client-directory.js'
 import healthRoutes from './routes/health.js'
 import agentRoutes from './routes/agents/index.js'
 import credentialRoutes from './routes/credentials/index.js'
@@ -88,6 +89,7 @@ export async function buildApp ({ config, logStream }: BuildOptions): Promise<Fa
   await app.register(keysPlugin)
   await app.register(auditPlugin)
   await app.register(rateLimitPlugin)
+  await app.register(clientDirectoryPlugin)
   await app.register(clientAuthPlugin)
   await app.register(authPlugin)
   await app.register(policyPlugin)

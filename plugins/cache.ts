@@ -6,20 +6,46 @@ import { DependencyUnavailableError } from './errors.js'
 
 /**
  * The shared cache: Redis in production, an in-process stand-in in dev mode when REDIS_URL is
- * unset. Redis holds what instances must share: the rate-limit windows (plugins/rate-limit.ts uses
- * the client as `app.redis`). The durable state — revocation, quotas — is in PostgreSQL, so losing
- * Redis loses nothing that matters. A Redis outage fails requests fast with a 503: the offline
- * queue is off, so nothing waits for a reconnect.
+ * unset. Redis carries what instances must share: the rate-limit windows (plugins/rate-limit.ts
+ * uses the client as `app.redis`) and invalidation broadcasts for what instances keep in memory.
+ * The durable state — revocation, quotas — is in PostgreSQL, so losing Redis loses nothing that
+ * matters. A Redis outage fails requests fast with a 503: the offline queue is off, so nothing
+ * waits for a reconnect.
  */
 export interface Cache {
   readonly kind: 'redis' | 'memory'
   ping (): Promise<void>
+  /** sends `message` to every instance's listeners on `channel`, this one's included */
+  broadcast (channel: string, message: string): Promise<void>
+  /**
+   * Listens on `channel`. `onTrust(true)` says messages are arriving; `onTrust(false)` says some may
+   * be missed (the subscription is down): whatever depends on them must stop trusting its copies.
+   */
+  listen (channel: string, onMessage: (message: string) => void, onTrust: (trusted: boolean) => void): void
   close (): Promise<void>
 }
 
 export type CommandObserver = (command: string, seconds: number) => void
 
-function redisCache (client: Redis, observe: CommandObserver): Cache {
+function redisCache (client: Redis, prefix: string, observe: CommandObserver, log: FastifyInstance['log']): Cache {
+  // a connection in subscriber mode can do nothing else; its offline queue is on so that a
+  // SUBSCRIBE issued while reconnecting is sent once connected (no request ever waits on it)
+  const subscriber = client.duplicate({ enableOfflineQueue: true, lazyConnect: true })
+  const listeners = new Map<string, Array<(message: string) => void>>()
+  const trustListeners: Array<(trusted: boolean) => void> = []
+  const setTrust = (trusted: boolean) => { trustListeners.forEach((listener) => listener(trusted)) }
+
+  subscriber.on('message', function dispatch (channel: string, message: string) {
+    listeners.get(channel)?.forEach((listener) => listener(message))
+  })
+  subscriber.on('ready', function resubscribe () {
+    subscriber.subscribe(...listeners.keys()).then(() => setTrust(true), () => setTrust(false))
+  })
+  for (const event of ['close', 'reconnecting', 'end']) subscriber.on(event, () => setTrust(false))
+  subscriber.on('error', function logSubscriberError (error: Error) {
+    log.warn({ err: { message: error.message } }, 'redis subscriber connection error')
+  })
+
   return {
     kind: 'redis',
     async ping () {
@@ -32,27 +58,53 @@ function redisCache (client: Redis, observe: CommandObserver): Cache {
         observe('ping', Number(process.hrtime.bigint() - started) / 1e9)
       }
     },
-    close: async () => { client.disconnect() }
+    async broadcast (channel, message) {
+      try {
+        await client.publish(prefix + channel, message)
+      } catch (error) {
+        throw new DependencyUnavailableError('redis', { cause: error })
+      }
+    },
+    listen (channel, onMessage, onTrust) {
+      const key = prefix + channel
+      listeners.set(key, [...(listeners.get(key) ?? []), onMessage])
+      trustListeners.push(onTrust)
+      onTrust(false)
+      if (subscriber.status === 'wait') subscriber.connect().catch(() => {})
+      else if (subscriber.status === 'ready') subscriber.subscribe(key).then(() => onTrust(true), () => onTrust(false))
+    },
+    async close () {
+      subscriber.disconnect()
+      client.disconnect()
+    }
   }
 }
 
-/** The in-process stand-in of dev mode: one process, nothing to share, always up. */
+/** The in-process stand-in of dev mode: one process, so a broadcast is a local call and always arrives. */
 export function memoryCache (): Cache {
-  return { kind: 'memory', ping: async () => {}, close: async () => {} }
+  const listeners = new Map<string, Array<(message: string) => void>>()
+  return {
+    kind: 'memory',
+    ping: async () => {},
+    broadcast: async (channel, message) => { listeners.get(channel)?.forEach((listener) => listener(message)) },
+    listen: (channel, onMessage, onTrust) => {
+      listeners.set(channel, [...(listeners.get(channel) ?? []), onMessage])
+      onTrust(true)
+    },
+    close: async () => { listeners.clear() }
+  }
 }
 
 /** ioredis settings that make an outage fail fast instead of queueing requests. */
 export function createRedisClient (url: string): Redis {
-  const client = new Redis(url, {
+  return new Redis(url, {
     enableOfflineQueue: false,
     maxRetriesPerRequest: 1,
     connectTimeout: 2000,
     commandTimeout: 1000,
     // keep reconnecting for as long as the process lives; health reports the outage meanwhile
-    retryStrategy: (attempt: number) => Math.min(attempt * 200, 2000),
-    lazyConnect: false
+    retryStrategy: (attempt: number) => Math.min(attempt * 200, 2000)
   })
-  return client
 }
 
 declare module 'fastify' {
@@ -77,7 +129,7 @@ export default fp(async function cachePlugin (app: FastifyInstance) {
     app.log.warn({ err: { message: error.message, code: (error as { code?: string }).code } }, 'redis connection error')
   })
   await app.register(fastifyRedis, { client, closeClient: false })
-  const cache = redisCache(client, observe)
+  const cache = redisCache(client, app.config.CACHE_PREFIX, observe, app.log)
   app.decorate('cache', cache)
   app.addHook('onClose', async () => { await cache.close() })
 }, { name: 'cache', dependencies: ['config'], fastify: '5.x' })

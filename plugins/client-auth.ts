@@ -5,7 +5,7 @@ import { OAuthError, RateLimitError } from './errors.js'
 import { createLimiter } from '../lib/limiter.js'
 import { isUuid } from '../lib/uuid.js'
 import { credentialIdOf, decoy, verifySecret } from '../routes/credentials/secrets.js'
-import { agentExists, findClientByCredential, type ClientRecord } from '../routes/oauth/repository.js'
+import { agentExists, type ClientRecord } from '../routes/oauth/repository.js'
 
 /**
  * OAuth client authentication (RFC 6749 §2.3.1): client_secret_basic or client_secret_post, never
@@ -17,9 +17,10 @@ import { agentExists, findClientByCredential, type ClientRecord } from '../route
  * on its client_id.
  *
  * argon2 stays off the hot path: a secret verified once is remembered as an HMAC under a
- * per-process key, bound to the stored hash it matched. Every request still reads the credential
- * and agent rows, so revocation, expiry and suspension apply at once on every instance, and a
- * rotation (new stored hash) makes the remembered digest useless at once.
+ * per-process key, bound to the stored hash it matched. The credential's and agent's state comes
+ * from the client directory (plugins/client-directory.ts), which forgets on every announced change,
+ * so revocation, expiry and suspension apply at once, and a rotation (new stored hash) makes the
+ * remembered digest useless at once.
  */
 
 export interface AuthenticatedClient {
@@ -38,8 +39,6 @@ export interface ClientAuthenticator {
   /** true when the request carries client credentials (header or body), whether valid or not */
   presents (request: FastifyRequest, body: ClientCredentialFields): boolean
   authenticate (request: FastifyRequest, body: ClientCredentialFields): Promise<AuthenticatedClient>
-  /** drops what this instance remembers of a credential's secret (rotation, revocation) */
-  forget (credentialId: string): void
 }
 
 const BASIC = /^Basic +([A-Za-z0-9+/]+=*) *$/i
@@ -163,7 +162,7 @@ export default fp(async function clientAuthPlugin (app: FastifyInstance) {
 
   async function verify (request: FastifyRequest, credentials: PresentedCredentials): Promise<AuthenticatedClient> {
     const credentialId = credentialIdOf(credentials.secret)
-    const record = credentialId === null ? null : await findClientByCredential(app.pg, credentialId)
+    const record = credentialId === null ? null : await app.clients.find(credentialId)
     const matches = record !== null && record.agentId === credentials.clientId.toLowerCase()
     const usable = matches && record.credentialStatus === 'active' && record.agentStatus !== 'decommissioned' ? record : null
     // the same argon2 work whether or not there is a real hash to compare against
@@ -206,11 +205,8 @@ export default fp(async function clientAuthPlugin (app: FastifyInstance) {
       if (credentials === 'malformed') return await reject(request, 'client_secret_basic', null, 'malformed_basic_header')
       request.oauthClient = await verify(request, credentials)
       return request.oauthClient
-    },
-    forget (credentialId) {
-      remembered.delete(credentialId)
     }
   }
   app.decorate('clientAuth', authenticator)
   app.decorateRequest('oauthClient', null)
-}, { name: 'client-auth', dependencies: ['config', 'db', 'rate-limit', 'audit'], fastify: '5.x' })
+}, { name: 'client-auth', dependencies: ['config', 'db', 'rate-limit', 'audit', 'client-directory'], fastify: '5.x' })

@@ -1,4 +1,4 @@
-import { generateKeyPairSync, randomUUID } from 'node:crypto'
+import { createHash, generateKeyPairSync, randomUUID } from 'node:crypto'
 import { Writable } from 'node:stream'
 import pg from 'pg'
 import type { FastifyInstance } from 'fastify'
@@ -63,8 +63,14 @@ export function testEnv (databaseUrl: string, overrides: Record<string, string |
   }
 }
 
+/**
+ * The configuration of a test app. Apps on the same database share their Redis key prefix, as the
+ * instances of one deployment do (rate-limit windows, change broadcasts); apps on different ones
+ * never see each other's keys.
+ */
 export function testConfig (databaseUrl: string, overrides: Record<string, string | undefined> = {}): Config {
-  return loadConfig(testEnv(databaseUrl, overrides), { cachePrefix: `test:${randomUUID()}:` })
+  const prefix = createHash('sha256').update(databaseUrl).digest('hex').slice(0, 16)
+  return loadConfig(testEnv(databaseUrl, overrides), { cachePrefix: `test:${prefix}:` })
 }
 
 /** Collects every log line an app writes, to search them for secrets. */

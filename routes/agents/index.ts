@@ -151,6 +151,8 @@ const agents: FastifyPluginAsyncTypebox = async function agentsRoutes (app) {
       return await findAgent(db, agentId) as Agent
     })
     if (result instanceof Refusal) return await refuse(request, result)
+    // the token endpoint must see a new status or narrower capabilities now, on every instance
+    await app.clients.changed({ agentId })
     return result
   }
 

@@ -123,7 +123,7 @@ const credentials: FastifyPluginAsyncTypebox = async function credentialRoutes (
       await app.audit.record(request, { action: 'credential.rotated', agentId, metadata: { credentialId } }, db)
       return rotated
     })
-    app.clientAuth.forget(credentialId)
+    await app.clients.changed({ credentialId })
     noStore(reply)
     return { ...credential, clientSecret: secret }
   })
@@ -147,7 +147,7 @@ const credentials: FastifyPluginAsyncTypebox = async function credentialRoutes (
       await revokeCredential(db, credentialId)
       await app.audit.record(request, { action: 'credential.revoked', agentId, metadata: { credentialId } }, db)
     })
-    app.clientAuth.forget(credentialId)
+    await app.clients.changed({ credentialId })
     reply.code(204)
     return null
   })

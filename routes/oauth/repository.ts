@@ -9,6 +9,8 @@ export interface ClientRecord {
   agentId: string
   secretHash: string | null
   credentialStatus: 'active' | 'revoked' | 'expired'
+  /** epoch milliseconds, null for never: lets a remembered record expire on time */
+  expiresAtMs: number | null
   agentStatus: 'active' | 'suspended' | 'decommissioned'
   capabilities: string[]
   validAfterMs: number
@@ -17,14 +19,14 @@ export interface ClientRecord {
 export async function findClientByCredential (db: Queryable, credentialId: string): Promise<ClientRecord | null> {
   const { rows } = await db.query<{
     credential_id: string, agent_id: string, secret_hash: string | null, credential_status: ClientRecord['credentialStatus'],
-    agent_status: ClientRecord['agentStatus'], capabilities: string[], valid_after_ms: string
+    agent_status: ClientRecord['agentStatus'], capabilities: string[], valid_after_ms: string, expires_at: Date | null
   }>({
     name: 'find-client-by-credential',
     text: `SELECT c.credential_id, a.agent_id, c.secret_hash,
        CASE WHEN c.status = 'revoked' THEN 'revoked'
             WHEN c.expires_at IS NOT NULL AND c.expires_at <= now() THEN 'expired'
             ELSE 'active' END AS credential_status,
-       a.status AS agent_status, a.capabilities,
+       c.expires_at, a.status AS agent_status, a.capabilities,
        (extract(epoch FROM a.tokens_valid_after) * 1000)::bigint AS valid_after_ms
      FROM credentials c JOIN agents a ON a.agent_id = c.client_id
      WHERE c.credential_id = $1`,
@@ -37,6 +39,7 @@ export async function findClientByCredential (db: Queryable, credentialId: strin
     agentId: row.agent_id,
     secretHash: row.secret_hash,
     credentialStatus: row.credential_status,
+    expiresAtMs: row.expires_at?.getTime() ?? null,
     agentStatus: row.agent_status,
     capabilities: row.capabilities,
     validAfterMs: Number(row.valid_after_ms)
