@@ -1,11 +1,11 @@
 import { generateKeyPairSync, randomBytes } from 'node:crypto'
 import { existsSync } from 'node:fs'
 import { mkdir, readFile, writeFile } from 'node:fs/promises'
-import { createServer } from 'node:net'
 import { userInfo } from 'node:os'
 import { join } from 'node:path'
 import pg from 'pg'
 import { bundledPolicyDir, dataDir } from '../lib/paths.js'
+import { freePort } from '../lib/net.js'
 
 /**
  * The embedded default behind `npm run dev`: whatever the environment does not provide is provided
@@ -20,17 +20,6 @@ export interface DevEnvironment {
   env: Record<string, string | undefined>
   /** stops what was started here (the embedded PostgreSQL) */
   stop (): Promise<void>
-}
-
-async function freePort (): Promise<number> {
-  return await new Promise((resolve, reject) => {
-    const server = createServer()
-    server.once('error', reject)
-    server.listen(0, '127.0.0.1', () => {
-      const address = server.address()
-      server.close(() => resolve(typeof address === 'object' && address !== null ? address.port : 0))
-    })
-  })
 }
 
 /** Reads a file under .data, creating it with `make` the first time (mode 0600: it holds secrets). */

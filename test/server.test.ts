@@ -1,6 +1,5 @@
 import t, { type Test } from 'tap'
-import { createSchema, ISSUER, REDIS_URL, testKeys } from './helper.js'
-import { bundledPolicyDir } from '../lib/paths.js'
+import { createSchema, testEnv, testKeys } from './helper.js'
 import {
   baseEnv, compiledServer, ensureBuild, isListening, sparePort, startProcess, waitFor, type RunningProcess
 } from './support/private-services.js'
@@ -16,15 +15,10 @@ const { databaseUrl } = await createSchema(t)
 function productionEnv (port: number, overrides: Record<string, string | undefined> = {}): Record<string, string | undefined> {
   return {
     ...baseEnv(),
+    ...testEnv(databaseUrl),
     NODE_ENV: 'production',
     HOST: '127.0.0.1',
     PORT: String(port),
-    DATABASE_URL: databaseUrl,
-    REDIS_URL,
-    JWT_PRIVATE_KEY: testKeys.privateKey,
-    JWT_PUBLIC_KEY: testKeys.publicKey,
-    ISSUER_URL: ISSUER,
-    POLICY_DIR: bundledPolicyDir,
     ...overrides
   }
 }

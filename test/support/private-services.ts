@@ -2,7 +2,8 @@ import { execFile, spawn, type ChildProcess } from 'node:child_process'
 import { createHash } from 'node:crypto'
 import { readdirSync, readFileSync, rmSync, statSync } from 'node:fs'
 import { chown, mkdir, mkdtemp, rm, stat } from 'node:fs/promises'
-import { createConnection, createServer } from 'node:net'
+import { createConnection } from 'node:net'
+import { freePort as sparePort } from '../../lib/net.js'
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
 import { setTimeout as sleep } from 'node:timers/promises'
@@ -30,17 +31,7 @@ async function command (file: string, args: string[]): Promise<string> {
   }
 }
 
-/** A TCP port nobody listens on right now. */
-export async function sparePort (): Promise<number> {
-  return await new Promise((resolve, reject) => {
-    const server = createServer()
-    server.once('error', reject)
-    server.listen(0, '127.0.0.1', () => {
-      const address = server.address()
-      server.close(() => resolve(typeof address === 'object' && address !== null ? address.port : 0))
-    })
-  })
-}
+export { sparePort }
 
 /** Polls `probe` until it returns true; a throwing probe counts as "not yet". */
 export async function waitFor (what: string, probe: () => boolean | Promise<boolean>, timeoutMs = 15_000, intervalMs = 100): Promise<void> {
