@@ -172,7 +172,9 @@ function oauthBody (error: Thrown): { status: number, error: OAuthErrorCode, des
   const rendered = classify(error)
   if (rendered.status === 503) return { status: 503, error: 'temporarily_unavailable', description: 'the service is temporarily unavailable', headers: rendered.headers }
   if (rendered.status >= 500) return { status: 500, error: 'server_error', description: 'an unexpected error occurred', headers: {} }
-  return { status: 400, error: 'invalid_request', description: rendered.detail, headers: {} }
+  // a body too large or of the wrong type keeps its HTTP status; every other client error is RFC 6749's 400
+  const status = rendered.status === 413 || rendered.status === 415 ? rendered.status : 400
+  return { status, error: 'invalid_request', description: rendered.detail, headers: {} }
 }
 
 function logFailure (request: FastifyRequest, error: Error, status: number): void {

@@ -1,0 +1,36 @@
+import t from 'tap'
+import { build } from '../helper.js'
+
+t.test('responses carry helmet\'s security headers and the request id', async (t) => {
+  const app = await build(t)
+  const res = await app.inject({ method: 'GET', url: '/health', headers: { 'x-request-id': 'probe-42' } })
+  t.equal(res.headers['x-content-type-options'], 'nosniff')
+  t.ok(res.headers['strict-transport-security'], 'HSTS')
+  t.ok(res.headers['content-security-policy'], 'CSP')
+  t.equal(res.headers['x-request-id'], 'probe-42')
+})
+
+t.test('CORS allows exactly the configured origins', async (t) => {
+  const app = await build(t, { env: { CORS_ORIGIN: 'https://console.example.com,https://ops.example.com' } })
+  const preflight = (origin: string) => app.inject({
+    method: 'OPTIONS',
+    url: '/api/v1/agents',
+    headers: { origin, 'access-control-request-method': 'GET', 'access-control-request-headers': 'authorization' }
+  })
+  const allowed = await preflight('https://ops.example.com')
+  t.equal(allowed.headers['access-control-allow-origin'], 'https://ops.example.com')
+  const refused = await preflight('https://evil.example.com')
+  t.not(refused.headers['access-control-allow-origin'], 'https://evil.example.com')
+})
+
+t.test('CORS_ORIGIN defaults to any origin', async (t) => {
+  const app = await build(t)
+  const res = await app.inject({ method: 'GET', url: '/health', headers: { origin: 'https://anywhere.example' } })
+  t.equal(res.headers['access-control-allow-origin'], '*')
+})
+
+t.test('a body over 64 KiB is refused with 413 before it is parsed', async (t) => {
+  const app = await build(t)
+  const res = await app.inject({ method: 'POST', url: '/api/v1/token', headers: { 'content-type': 'application/json' }, payload: JSON.stringify({ grant_type: 'x'.repeat(70 * 1024) }) })
+  t.equal(res.statusCode, 413)
+})
