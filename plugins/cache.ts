@@ -27,10 +27,33 @@ export interface Cache {
 
 export type CommandObserver = (command: string, seconds: number) => void
 
+interface TimedCommand { name: string, promise: Promise<unknown> }
+
+/**
+ * Times every command the connection sends — the cache's, the rate limiter's EVALSHA, PUBLISH,
+ * ioredis's own handshake — from sendCommand to its reply or failure. A command can pass through
+ * sendCommand more than once (offline queue flush, resend after a reconnect): it is timed once.
+ */
+export function timeCommands (client: Redis, observe: CommandObserver): void {
+  const send = client.sendCommand.bind(client)
+  const timed = new WeakSet<object>()
+  client.sendCommand = function timedSendCommand (command, stream) {
+    if (!timed.has(command)) {
+      timed.add(command)
+      const { name, promise } = command as unknown as TimedCommand
+      const started = process.hrtime.bigint()
+      const done = () => { observe(name, Number(process.hrtime.bigint() - started) / 1e9) }
+      promise.then(done, done)
+    }
+    return send(command, stream)
+  }
+}
+
 function redisCache (client: Redis, prefix: string, observe: CommandObserver, log: FastifyInstance['log']): Cache {
   // a connection in subscriber mode can do nothing else; its offline queue is on so that a
   // SUBSCRIBE issued while reconnecting is sent once connected (no request ever waits on it)
   const subscriber = client.duplicate({ enableOfflineQueue: true, lazyConnect: true })
+  timeCommands(subscriber, observe)
   const listeners = new Map<string, Array<(message: string) => void>>()
   const trustListeners: Array<(trusted: boolean) => void> = []
   const setTrust = (trusted: boolean) => { trustListeners.forEach((listener) => listener(trusted)) }
@@ -49,13 +72,10 @@ function redisCache (client: Redis, prefix: string, observe: CommandObserver, lo
   return {
     kind: 'redis',
     async ping () {
-      const started = process.hrtime.bigint()
       try {
         await client.ping()
       } catch (error) {
         throw new DependencyUnavailableError('redis', { cause: error })
-      } finally {
-        observe('ping', Number(process.hrtime.bigint() - started) / 1e9)
       }
     },
     async broadcast (channel, message) {
@@ -124,6 +144,7 @@ export default fp(async function cachePlugin (app: FastifyInstance) {
     return
   }
   const client = createRedisClient(url)
+  timeCommands(client, observe)
   client.on('error', function logRedisError (error: Error) {
     // handled here so an outage never becomes an unhandled 'error' event that kills the process
     app.log.warn({ err: { message: error.message, code: (error as { code?: string }).code } }, 'redis connection error')

@@ -37,6 +37,7 @@ const EnvSchema = Type.Object({
   AUDIT_RETENTION_DAYS: Limit(90, 'days audit events are kept'),
   TRUST_PROXY: Type.String({ default: '', maxLength: 4096, description: 'comma-separated addresses/CIDRs whose X-Forwarded-For is believed' }),
   METRICS_ENABLED: Flag(true, 'serve GET /metrics'),
+  METRICS_TOKEN: Type.Optional(Type.String({ minLength: 32, maxLength: 4096, pattern: '^[A-Za-z0-9._~+/=-]+$', description: 'when set, GET /metrics requires Authorization: Bearer <METRICS_TOKEN>' })),
   DOCS_ENABLED: Flag(true, 'serve /docs and /docs/json')
 })
 type Env = Static<typeof EnvSchema>

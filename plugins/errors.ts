@@ -1,5 +1,6 @@
 import fp from 'fastify-plugin'
 import type { FastifyError, FastifyInstance, FastifyReply, FastifyRequest } from 'fastify'
+import { completeRequest, noteFailure } from '../lib/logger.js'
 
 /**
  * The product's coded errors and the one error handler that renders them: RFC 6749 §5.2 bodies on
@@ -177,20 +178,24 @@ function oauthBody (error: Thrown): { status: number, error: OAuthErrorCode, des
   return { status, error: 'invalid_request', description: rendered.detail, headers: {} }
 }
 
-function logFailure (request: FastifyRequest, error: Error, status: number): void {
+/**
+ * A failure goes on the request's completion line as its code (lib/logger.ts); only a 5xx also
+ * writes its error, once, with the stack.
+ */
+function logFailure (request: FastifyRequest, error: Error, status: number, code: string): void {
+  noteFailure(request, code)
   if (status >= 500) request.log.error({ err: error }, 'request failed')
-  else request.log.info({ code: (error as FastifyError).code, status }, error.name)
 }
 
 async function errorHandler (this: FastifyInstance, error: FastifyError, request: FastifyRequest, reply: FastifyReply) {
   if (request.routeOptions.config?.oauth === true) {
     const body = oauthBody(error)
-    logFailure(request, error, body.status)
+    logFailure(request, error, body.status, body.error)
     reply.code(body.status).headers({ ...body.headers, 'cache-control': 'no-store' }).type('application/json')
     return { error: body.error, error_description: body.description }
   }
   const problem = classify(error)
-  logFailure(request, error, problem.status)
+  logFailure(request, error, problem.status, problem.code)
   return problemReply(reply, problem)
 }
 
@@ -212,7 +217,11 @@ function problemReply (reply: FastifyReply, problem: Rendered) {
  * router's length limit): a 400 problem like any other malformed request, never echoing the path.
  */
 export function malformedRequest (error: FastifyError, request: FastifyRequest, reply: FastifyReply): void {
-  request.log.info({ code: error.code }, 'malformed request path')
+  noteFailure(request, error.code)
+  // Fastify runs no hooks and reports no completion for these: the request id header, the request's
+  // line and its metrics are ours to write
+  reply.header('x-request-id', request.id)
+  reply.raw.once('finish', function completeMalformed () { completeRequest(request, reply) })
   // answered here: the error handler belongs to routes, and no route was matched
   reply.send(problemReply(reply, classify(validationError('the request path is malformed', [{ field: 'params', message: 'is malformed' }]))))
 }
