@@ -13,6 +13,7 @@ import auditPlugin from './plugins/audit.js'
 import authPlugin from './plugins/auth.js'
 import policyPlugin from './plugins/policy.js'
 import swaggerPlugin from './plugins/swagger.js'
+import metricsPlugin from './plugins/metrics.js'
 import rateLimitPlugin from './plugins/rate-limit.js'
 import clientAuthPlugin from './plugins/client-auth.js'
 import clientDirectoryPlugin from './plugins/client-directory.js'
@@ -20,7 +21,8 @@ import healthRoutes from './routes/health.js'
 import agentRoutes from './routes/agents/index.js'
 import credentialRoutes from './routes/credentials/index.js'
 import oauthRoutes from './routes/oauth/index.js'
-import { loggerOptions } from './lib/logger.js'
+import auditRoutes from './routes/audit/index.js'
+import { RequestLogController, loggerOptions } from './lib/logger.js'
 import { validatorCompiler } from './lib/validation.js'
 
 /** Requests larger than this are refused with 413 before they are parsed. */
@@ -61,6 +63,8 @@ export interface BuildOptions {
 export async function buildApp ({ config, logStream }: BuildOptions): Promise<FastifyInstance> {
   const app = Fastify({
     logger: loggerOptions(config, logStream),
+    // one line per request, written when it completes, instead of Fastify's two
+    logController: new RequestLogController(),
     bodyLimit: BODY_LIMIT_BYTES,
     trustProxy: config.TRUST_PROXY.length > 0 ? config.TRUST_PROXY : false,
     genReqId: requestId,
@@ -94,11 +98,14 @@ export async function buildApp ({ config, logStream }: BuildOptions): Promise<Fa
   await app.register(authPlugin)
   await app.register(policyPlugin)
   await app.register(swaggerPlugin)
+  // after swagger, so that /metrics is documented; plugins above report to it lazily (app.metrics?.…)
+  await app.register(metricsPlugin)
 
   await app.register(healthRoutes)
   await app.register(agentRoutes)
   await app.register(credentialRoutes)
   await app.register(oauthRoutes)
+  await app.register(auditRoutes)
 
   return app
 }

@@ -7,6 +7,7 @@ import { PolicyLoadError } from './plugins/policy.js'
 import { ProblemError } from './plugins/errors.js'
 import { migrate } from './lib/migrations.js'
 import { bootstrapAdmin } from './cli/bootstrap.js'
+import { auditPrune } from './cli/audit-prune.js'
 import { countAgents } from './routes/agents/repository.js'
 
 /**
@@ -14,6 +15,7 @@ import { countAgents } from './routes/agents/repository.js'
  *   start (default)           production server: every required variable must be set
  *   dev                       the embedded default (see cli/dev.ts), migrations, first-run admin
  *   bootstrap --email E       creates an admin agent; prints {"agentId","clientId","clientSecret"}
+ *   audit-prune               deletes audit events older than AUDIT_RETENTION_DAYS; prints {"deleted","retentionDays"}
  * stdout carries only pino JSON lines and the bootstrap JSON line; human messages go to stderr.
  */
 
@@ -121,11 +123,23 @@ async function bootstrap (args: string[]): Promise<void> {
   }
 }
 
+/** For cron: the same environment as the server (validated the same way), one JSON line on stdout. */
+async function prune (): Promise<void> {
+  let config
+  try {
+    config = loadConfig(readEnvironment())
+  } catch (error) {
+    fail(explain(error))
+  }
+  process.stdout.write(JSON.stringify(await auditPrune(config.DATABASE_URL, config.AUDIT_RETENTION_DAYS)) + '\n')
+}
+
 const [command = 'start', ...rest] = process.argv.slice(2)
 const commands: Record<string, () => Promise<void>> = {
   start,
   dev,
-  bootstrap: () => bootstrap(rest)
+  bootstrap: () => bootstrap(rest),
+  'audit-prune': prune
 }
 const run = commands[command]
 if (run === undefined) fail(`unknown command "${command}"; use one of: ${Object.keys(commands).join(', ')}`)

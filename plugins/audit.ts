@@ -3,11 +3,14 @@ import fp from 'fastify-plugin'
 import type { FastifyInstance, FastifyRequest } from 'fastify'
 import type { Queryable } from './db.js'
 import { insertAuditEvents, type AuditRecord } from '../routes/audit/repository.js'
+import { startSealer } from '../routes/audit/sealer.js'
 
 /**
  * The append-only audit writer. Callers pass the transaction client of the change they record, so
  * the event commits (or rolls back) with the change itself; events with no change to go with them
- * (failed authentication, refusals) are written on their own before the response is sent.
+ * (failed authentication, refusals) are written on their own before the response is sent. Written
+ * events are sealed into the hash chain shortly after they commit (routes/audit/sealer.ts), by this
+ * instance or another, never on the request's path.
  */
 export type AuditAction =
   | 'token.issued' | 'token.revoked' | 'token.introspected'
@@ -27,7 +30,15 @@ export interface AuditWriter {
   /** `request` is null for events without an HTTP caller (the bootstrap command, scheduled jobs) */
   record (request: FastifyRequest | null, entry: AuditEntry, db?: Queryable): Promise<void>
   recordMany (request: FastifyRequest | null, entries: AuditEntry[], db?: Queryable): Promise<void>
+  /** seals every committed event that is ready into the hash chain now; resolves with how many */
+  seal (): Promise<number>
+  /** asks the sealer for a pass soon (events were written outside record/recordMany) */
+  written (): void
 }
+
+// a pass every second at most a second after any write, and sooner after this instance's own writes
+const SEAL_INTERVAL_MS = 1000
+const SEAL_NUDGE_MS = 20
 
 // Keys that must never reach an audit row, whatever a caller passes by mistake.
 const FORBIDDEN_KEY = /secret|password|token$|^token|authorization|assertion|cookie|hash/i
@@ -68,13 +79,25 @@ declare module 'fastify' {
 }
 
 export default fp(async function auditPlugin (app: FastifyInstance) {
+  const sealer = startSealer(app.pg.pool, {
+    intervalMs: SEAL_INTERVAL_MS,
+    nudgeDelayMs: SEAL_NUDGE_MS,
+    onError: (error) => { app.log.warn({ err: error }, 'sealing audit events failed; will retry') }
+  })
+  // before the pool closes: a pass in progress finishes first
+  app.addHook('onClose', async () => { await sealer.stop() })
+
   const writer: AuditWriter = {
     async record (request, entry, db = app.pg) {
       await insertAuditEvents(db, [toAuditRecord(request, entry)])
+      sealer.nudge()
     },
     async recordMany (request, entries, db = app.pg) {
       await insertAuditEvents(db, entries.map((entry) => toAuditRecord(request, entry)))
-    }
+      sealer.nudge()
+    },
+    seal: () => sealer.sealNow(),
+    written: () => { sealer.nudge() }
   }
   app.decorate('audit', writer)
 }, { name: 'audit', dependencies: ['db'], fastify: '5.x' })

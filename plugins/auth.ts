@@ -165,9 +165,17 @@ export default fp(async function authPlugin (app: FastifyInstance) {
 
   async function authenticate (request: FastifyRequest): Promise<void> {
     const header = request.headers.authorization
-    if (header === undefined || header === '') throw unauthorized('an access token is required', false)
-    const match = BEARER.exec(header)
-    if (match === null) throw unauthorized('the Authorization header must be "Bearer <access token>"', false)
+    const match = header === undefined ? null : BEARER.exec(header)
+    if (match === null) {
+      const missing = header === undefined || header === ''
+      await app.audit.record(request, {
+        action: 'auth.failed',
+        outcome: 'failure',
+        agentId: null,
+        metadata: { reason: missing ? 'missing_token' : 'malformed_authorization', method: 'bearer', route: request.routeOptions.url }
+      })
+      throw unauthorized(missing ? 'an access token is required' : 'the Authorization header must be "Bearer <access token>"', false)
+    }
     const result = await validate(match[1])
     if (!result.ok) {
       await app.audit.record(request, {

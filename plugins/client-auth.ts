@@ -156,6 +156,10 @@ export default fp(async function clientAuthPlugin (app: FastifyInstance) {
     const window = await failuresPerIp(request, { increment: false })
     if (window.isAllowed) return
     if (window.remaining === 0) {
+      await app.audit.record(request, {
+        action: 'access.denied', outcome: 'failure', agentId: null,
+        metadata: { reason: 'auth_failures_rate_limited', endpoint: request.routeOptions.url }
+      })
       throw new RateLimitError(Math.max(1, window.ttlInSeconds), 'rate_limited', 'too many failed client authentications from this address; retry later')
     }
   }

@@ -67,16 +67,23 @@ const credentials: FastifyPluginAsyncTypebox = async function credentialRoutes (
       throw validationError('expiresAt must be in the future', [{ field: 'body.expiresAt', message: 'must be in the future' }])
     }
     const { credentialId, secret, secretHash } = await newSecret()
+    const limitReached = conflict('CONFLICT', `agent ${agentId} already has ${MAX_ACTIVE_CREDENTIALS} active credentials; revoke one first`)
     const credential = await app.pg.transact(async function generate (db) {
       await lockedAgent(db, agentId)
-      if (await countActiveCredentials(db, agentId) >= MAX_ACTIVE_CREDENTIALS) {
-        throw conflict('CONFLICT', `agent ${agentId} already has ${MAX_ACTIVE_CREDENTIALS} active credentials; revoke one first`)
-      }
+      if (await countActiveCredentials(db, agentId) >= MAX_ACTIVE_CREDENTIALS) throw limitReached
       const created = await insertCredential(db, { credentialId, clientId: agentId, secretHash, expiresAt: expiresAt ?? null })
       await app.audit.record(request, {
         action: 'credential.generated', agentId, metadata: { credentialId, expiresAt: created.expiresAt }
       }, db)
       return created
+    }).catch(async (error: unknown) => {
+      // a limit breach is audited on its own, after the rollback, so that the record survives it
+      if (error === limitReached) {
+        await app.audit.record(request, {
+          action: 'access.denied', outcome: 'failure', agentId, metadata: { reason: 'credential_limit', policyAction: 'credentials.create' }
+        })
+      }
+      throw error
     })
     noStore(reply)
     reply.code(201)

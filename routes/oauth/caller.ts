@@ -2,6 +2,7 @@ import type { FastifyInstance, FastifyRequest } from 'fastify'
 import { OAuthError } from '../../plugins/errors.js'
 import type { ClientCredentialFields } from '../../plugins/client-auth.js'
 import type { PolicyInput } from '../../plugins/policy.js'
+import { agentExists } from './repository.js'
 
 /**
  * Who is calling introspection or revocation: an agent presenting its own Bearer access token, or
@@ -24,10 +25,12 @@ export async function authenticateCaller (app: FastifyInstance, request: Fastify
   }
   const result = await app.accessTokens.validate(bearer[1])
   if (!result.ok) {
+    // an unverified `sub` is attacker-chosen: named only when such an agent exists
+    const claimed = result.claimedAgentId !== null && await agentExists(app.pg, result.claimedAgentId) ? result.claimedAgentId : null
     await app.audit.record(request, {
       action: 'auth.failed',
       outcome: 'failure',
-      agentId: null,
+      agentId: claimed,
       metadata: { reason: result.reason, method: 'bearer', endpoint: request.routeOptions.url }
     })
     throw new OAuthError(401, 'invalid_client', 'the Bearer token is not valid', { 'www-authenticate': 'Bearer error="invalid_token"' })

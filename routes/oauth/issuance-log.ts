@@ -56,6 +56,7 @@ export function createIssuanceLog (app: FastifyInstance): IssuanceLog {
   async function flushBatch (batch: Waiting[]): Promise<void> {
     const month = currentMonth()
     const refusedAgents = await recordIssuances(app.pg, batch.map((waiting) => waiting.event), quota, month)
+    app.audit.written()
     for (const waiting of batch) if (!refusedAgents.has(waiting.event.agentId as string)) waiting.settle(true)
     for (const agentId of refusedAgents) {
       await settleOverQuota(batch.filter((waiting) => waiting.event.agentId === agentId), month)

@@ -19,13 +19,12 @@ import { createIssuanceLog, secondsUntilNextMonth } from './issuance-log.js'
 // RFC 6749 §3.3: scope-token = 1*( %x21 / %x23-5B / %x5D-7E )
 const SCOPE_TOKEN = /^[\x21\x23-\x5b\x5d-\x7e]+$/
 
-function requestedScopes (scope: string | undefined, capabilities: string[]): string[] {
+/** The scopes asked for, or the scopes asked for beyond the client's capabilities (`ungranted`). */
+function requestedScopes (scope: string | undefined, capabilities: string[]): { scopes: string[], ungranted: string[] } {
   const asked = (scope ?? '').split(' ').filter((token) => token !== '')
-  if (asked.length === 0) return capabilities
+  if (asked.length === 0) return { scopes: capabilities, ungranted: [] }
   if (!asked.every((token) => SCOPE_TOKEN.test(token))) throw new OAuthError(400, 'invalid_scope', 'scope is malformed')
-  const unknown = asked.filter((token) => !capabilities.includes(token))
-  if (unknown.length > 0) throw new OAuthError(400, 'invalid_scope', `scope not granted to this client: ${unknown.join(' ')}`)
-  return [...new Set(asked)]
+  return { scopes: [...new Set(asked)], ungranted: asked.filter((token) => !capabilities.includes(token)) }
 }
 
 /** RFC 8707 §2: an absolute URI without a fragment. */
@@ -54,8 +53,10 @@ const token: FastifyPluginAsyncTypebox = async function tokenRoute (app) {
       keyGenerator: (request) => `token:${request.oauthClient?.agentId ?? ''}`
     })
 
-  async function refusal (request: FastifyRequest, client: AuthenticatedClient, reason: string): Promise<void> {
-    await app.audit.record(request, { action: 'access.denied', outcome: 'failure', agentId: client.agentId, metadata: { reason, endpoint: 'token' } })
+  async function refusal (request: FastifyRequest, client: AuthenticatedClient, reason: string, details: Record<string, unknown> = {}): Promise<void> {
+    await app.audit.record(request, {
+      action: 'access.denied', outcome: 'failure', agentId: client.agentId, metadata: { actorId: client.agentId, reason, endpoint: 'token', ...details }
+    })
   }
 
   app.post('/api/v1/token', {
@@ -76,7 +77,12 @@ const token: FastifyPluginAsyncTypebox = async function tokenRoute (app) {
       throw new OAuthError(400, 'unsupported_grant_type', 'only the client_credentials grant is supported')
     }
     const client = await app.clientAuth.authenticate(request, body)
-    const scopes = requestedScopes(body.scope, client.capabilities)
+    const { scopes, ungranted } = requestedScopes(body.scope, client.capabilities)
+    if (ungranted.length > 0) {
+      // asking for more than the capabilities is an escalation attempt: refused and audited
+      await refusal(request, client, 'invalid_scope', { requestedScopes: ungranted })
+      throw new OAuthError(400, 'invalid_scope', `scope not granted to this client: ${ungranted.join(' ')}`)
+    }
     const audience = audienceFor(body.resource, issuer)
 
     if (tokenRequestsPerClient !== null) {

@@ -1,0 +1,96 @@
+import type { FastifyPluginAsyncTypebox } from '@fastify/type-provider-typebox'
+import { ManagementErrors } from '../../schemas/common.js'
+import {
+  AuditEvent, AuditEventParams, AuditList, AuditVerification, ListAuditQuery, VerifyAuditQuery
+} from '../../schemas/audit.js'
+import { notFound, validationError } from '../../plugins/errors.js'
+import { findAuditEvent, listAuditEvents } from './repository.js'
+import { verifyChain } from './verify.js'
+import { startRetentionJob } from './retention.js'
+
+/**
+ * The audit trail, read-only (scope audit:read): the events, newest first with keyset pagination,
+ * one event, and the verification of the hash chain. Also runs the retention job of this instance.
+ */
+
+// first run a minute after start (not in the middle of a rolling deploy's warm-up), then every quarter hour
+const RETENTION_FIRST_RUN_MS = 60_000
+const RETENTION_INTERVAL_MS = 15 * 60_000
+
+/** PostgreSQL has no year 0 (JavaScript and RFC 3339 do): refuse it here rather than answer 500. */
+function checkDateRange (query: { startDate?: string, endDate?: string }): void {
+  for (const field of ['startDate', 'endDate'] as const) {
+    const value = query[field]
+    if (value !== undefined && value.startsWith('0000')) {
+      throw validationError(`${field} is out of range`, [{ field: `querystring.${field}`, message: 'is out of range' }])
+    }
+  }
+  if (query.startDate !== undefined && query.endDate !== undefined && Date.parse(query.startDate) > Date.parse(query.endDate)) {
+    throw validationError('startDate is after endDate', [{ field: 'querystring.startDate', message: 'must not be after endDate' }])
+  }
+}
+
+const audit: FastifyPluginAsyncTypebox = async function auditRoutes (app) {
+  app.get('/api/v1/audit', {
+    config: { policy: 'audit.list' },
+    schema: {
+      tags: ['audit'],
+      operationId: 'listAuditEvents',
+      summary: 'Audit events, newest first',
+      description: 'Filters combine (AND). Follow nextCursor until it is null; pages stay consistent while new events arrive.',
+      security: [{ bearerAuth: [] }],
+      querystring: ListAuditQuery,
+      response: { 200: AuditList, ...ManagementErrors }
+    }
+  }, async function listAudit (request) {
+    checkDateRange(request.query)
+    return await listAuditEvents(app.pg, request.query)
+  })
+
+  app.get('/api/v1/audit/verify', {
+    config: { policy: 'audit.verify' },
+    schema: {
+      tags: ['audit'],
+      operationId: 'verifyAuditChain',
+      summary: 'Recompute the hash chain and report where it breaks',
+      description: 'Default: the whole retained chain. With startDate/endDate: the sealed events of that range. Events written in the last second or so may not be sealed yet and are not counted.',
+      security: [{ bearerAuth: [] }],
+      querystring: VerifyAuditQuery,
+      response: { 200: AuditVerification, ...ManagementErrors }
+    }
+  }, async function verifyAudit (request) {
+    checkDateRange(request.query)
+    // take in what is ready now, so that a verification right after a change covers it
+    await app.audit.seal()
+    return await verifyChain(app.pg.pool, request.query)
+  })
+
+  app.get('/api/v1/audit/:eventId', {
+    config: { policy: 'audit.read' },
+    schema: {
+      tags: ['audit'],
+      operationId: 'getAuditEvent',
+      summary: 'One audit event',
+      security: [{ bearerAuth: [] }],
+      params: AuditEventParams,
+      response: { 200: AuditEvent, ...ManagementErrors }
+    }
+  }, async function getAuditEvent (request) {
+    const event = await findAuditEvent(app.pg, request.params.eventId)
+    if (event === null) throw notFound('AUDIT_EVENT_NOT_FOUND', `audit event ${request.params.eventId} not found`)
+    return event
+  })
+
+  const retentionDays = app.config.AUDIT_RETENTION_DAYS
+  if (retentionDays > 0) {
+    const job = startRetentionJob(app.pg.pool, retentionDays, {
+      intervalMs: RETENTION_INTERVAL_MS,
+      firstRunMs: RETENTION_FIRST_RUN_MS,
+      onError: (error) => { app.log.warn({ err: error }, 'audit retention failed; will retry') },
+      onPruned: (deleted) => { app.log.info({ deleted, retentionDays }, 'expired audit events deleted') }
+    })
+    app.addHook('onClose', async () => { await job.stop() })
+  }
+}
+
+export default audit
