@@ -8,12 +8,9 @@
 // Shapes: first pages and deep pages (a cursor 100,000 rows in), each filter alone and combined,
 // a date range, limit=200; plus /audit/verify over one day. Exits 1 if any p95 misses the target.
 import { randomUUID } from 'node:crypto'
-import { generateKeyPairSync } from 'node:crypto'
 import pg from 'pg'
 import { buildApp } from '../dist/app.js'
-import { loadConfig } from '../dist/plugins/config.js'
-import { migrate } from '../dist/lib/migrations.js'
-import { bundledPolicyDir } from '../dist/lib/paths.js'
+import { benchConfig, benchSchema } from './support.mjs'
 import { newTokenId } from '../dist/lib/token-id.js'
 import { encodeCursor } from '../dist/lib/cursor.js'
 import { sealPending } from '../dist/routes/audit/sealer.js'
@@ -24,10 +21,6 @@ const WARMUP = 20
 const TARGET_P95_MS = 50
 const DEEP = 100_000
 
-const base = process.env.BENCH_DATABASE_URL ?? 'postgres://postgres@127.0.0.1:5432/test'
-const schema = `bench_audit_${randomUUID().replace(/-/g, '').slice(0, 10)}`
-const url = new URL(base)
-url.searchParams.set('options', `-c search_path=${schema}`)
 const log = (message) => process.stderr.write(`${message}\n`)
 
 async function seconds (work) {
@@ -36,8 +29,8 @@ async function seconds (work) {
   return { result, seconds: (performance.now() - started) / 1000 }
 }
 
-await migrate(base, { schema })
-const db = new pg.Pool({ connectionString: url.toString(), max: 2 })
+const { schema, url } = await benchSchema()
+const db = new pg.Pool({ connectionString: url, max: 2 })
 const cleanup = async () => {
   await db.query(`DROP SCHEMA IF EXISTS ${schema} CASCADE`).catch(() => {})
   await db.end()
@@ -75,18 +68,7 @@ try {
   await db.query('ANALYZE audit_seals')
 
   // ---- the app and a caller --------------------------------------------------------------------
-  const { privateKey, publicKey } = generateKeyPairSync('rsa', { modulusLength: 2048 })
-  const config = loadConfig({
-    NODE_ENV: 'production',
-    LOG_LEVEL: 'warn',
-    DATABASE_URL: url.toString(),
-    REDIS_URL: process.env.BENCH_REDIS_URL ?? 'redis://127.0.0.1:6379',
-    JWT_PRIVATE_KEY: privateKey.export({ type: 'pkcs8', format: 'pem' }).toString(),
-    JWT_PUBLIC_KEY: publicKey.export({ type: 'spki', format: 'pem' }).toString(),
-    ISSUER_URL: 'http://bench.local',
-    POLICY_DIR: bundledPolicyDir,
-    AUDIT_RETENTION_DAYS: '0'
-  }, { cachePrefix: `${schema}:` })
+  const config = benchConfig(schema, url, { ISSUER_URL: 'http://bench.local', AUDIT_RETENTION_DAYS: '0' })
   const app = await buildApp({ config })
   await app.ready()
   const auditorId = randomUUID()
