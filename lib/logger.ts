@@ -1,4 +1,5 @@
 import { LogController, type FastifyReply, type FastifyRequest, type FastifyServerOptions } from 'fastify'
+import pino from 'pino'
 import type { Config } from '../plugins/config.js'
 import { redactLine } from './redact.js'
 import { routeLabel } from './metric-labels.js'
@@ -62,6 +63,9 @@ export function noteFailure (request: FastifyRequest, code: string): void {
  */
 export function completeRequest (request: FastifyRequest, reply: FastifyReply, error?: Error | null): void {
   request.server.metrics?.observeRequest(request, reply)
+  const level = reply.statusCode >= 500 ? 'warn' : 'info'
+  // below the logger's level: no line, so don't build one (the token endpoint at LOG_LEVEL=warn)
+  if (pino.levels.values[level] < (pino.levels.values[request.log.level] ?? 0)) return
   const userAgent = request.headers['user-agent']
   const fields = {
     method: request.method,
@@ -77,8 +81,7 @@ export function completeRequest (request: FastifyRequest, reply: FastifyReply, e
     ...(error === null || error === undefined ? {} : { streamError: error.message })
   }
   // health checks and scrapes (route logLevel `warn`) are written only when they fail
-  if (reply.statusCode >= 500) request.log.warn(fields, 'request completed')
-  else request.log.info(fields, 'request completed')
+  request.log[level](fields, 'request completed')
 }
 
 /**

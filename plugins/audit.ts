@@ -36,9 +36,12 @@ export interface AuditWriter {
   written (): void
 }
 
-// a pass every second at most a second after any write, and sooner after this instance's own writes
+// a pass every second at most a second after any write, and sooner after this instance's own writes.
+// Not much sooner: each pass costs a handful of round trips whatever it seals, so under load a pass
+// every 250 ms seals hundreds of events at a time instead of a few (measured: a 20 ms nudge made
+// sealing a quarter of the CPU of token issuance).
 const SEAL_INTERVAL_MS = 1000
-const SEAL_NUDGE_MS = 20
+const SEAL_NUDGE_MS = 250
 
 // Keys that must never reach an audit row, whatever a caller passes by mistake.
 const FORBIDDEN_KEY = /secret|password|token$|^token|authorization|assertion|cookie|hash/i

@@ -1,5 +1,5 @@
 import formbody from '@fastify/formbody'
-import type { FastifyPluginAsync, FastifyRequest } from 'fastify'
+import type { FastifyPluginAsync, FastifyReply, FastifyRequest } from 'fastify'
 import { OAuthError } from '../../plugins/errors.js'
 import token from './token.js'
 import introspect from './introspect.js'
@@ -11,11 +11,12 @@ import pruneTokens from './prune-tokens.js'
  * The OAuth 2.0 endpoints, in their own encapsulated scope: only here are form-encoded bodies
  * parsed (RFC 6749 requires them), and only here does a repeated parameter mean invalid_request.
  */
-async function refuseRepeatedParameters (request: FastifyRequest): Promise<void> {
+function refuseRepeatedParameters (request: FastifyRequest, _reply: FastifyReply, done: (error?: Error) => void): void {
   const body = request.body
-  if (body === null || typeof body !== 'object') return
-  const repeated = Object.entries(body).filter(([, value]) => Array.isArray(value)).map(([name]) => name)
-  if (repeated.length > 0) throw new OAuthError(400, 'invalid_request', `parameter repeated: ${repeated.join(', ')}`)
+  const repeated = body === null || typeof body !== 'object'
+    ? []
+    : Object.entries(body).filter(([, value]) => Array.isArray(value)).map(([name]) => name)
+  done(repeated.length > 0 ? new OAuthError(400, 'invalid_request', `parameter repeated: ${repeated.join(', ')}`) : undefined)
 }
 
 const oauth: FastifyPluginAsync = async function oauthRoutes (app) {

@@ -15,8 +15,11 @@ import { insertAuditEvents, type AuditRecord } from '../audit/repository.js'
  */
 
 const MAX_BATCH = 256
-// two commits in flight: a request arriving mid-commit starts the next one instead of waiting a whole commit
-const MAX_IN_FLIGHT = 2
+// One commit in flight at a time: the requests that arrive meanwhile all go in the next one. Measured
+// with 10 connections (bench/): 1, 2, 3, 4 and 6 commits in flight gave 4.3, 2.6, 1.8, 1.5 and 1.2
+// issuances per commit, and throughput fell with every step, since each commit costs PostgreSQL
+// CPU that the signatures need (README, "Performance").
+const MAX_IN_FLIGHT = 1
 
 interface Waiting { event: AuditRecord, settle: (granted: boolean) => void, fail: (error: unknown) => void }
 

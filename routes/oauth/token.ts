@@ -96,14 +96,17 @@ const token: FastifyPluginAsyncTypebox = async function tokenRoute (app) {
     const iat = issueSecond(Date.now(), client.validAfterMs)
     const jti = newTokenId(client.credentialId)
     const scope = scopes.join(' ')
-    const accessToken = await app.keys.sign({
-      iss: issuer, sub: client.agentId, client_id: client.agentId, aud: audience, iat, exp: iat + ttl, jti, scope
-    })
-    const granted = await issuanceLog.record(toAuditRecord(request, {
-      action: 'token.issued',
-      agentId: client.agentId,
-      metadata: { actorId: client.agentId, jti, credentialId: client.credentialId, scope, audience, expiresAt: iat + ttl, authMethod: client.method }
-    }))
+    // The signature (libuv's threads) and the durable writes (PostgreSQL) don't depend on each other:
+    // they run side by side, and the token leaves only once both are done. A token refused by the
+    // quota, or whose writes failed, is dropped unsent.
+    const [accessToken, granted] = await Promise.all([
+      app.keys.sign({ iss: issuer, sub: client.agentId, client_id: client.agentId, aud: audience, iat, exp: iat + ttl, jti, scope }),
+      issuanceLog.record(toAuditRecord(request, {
+        action: 'token.issued',
+        agentId: client.agentId,
+        metadata: { actorId: client.agentId, jti, credentialId: client.credentialId, scope, audience, expiresAt: iat + ttl, authMethod: client.method }
+      }))
+    ])
     if (!granted) {
       await refusal(request, client, 'quota_exceeded')
       throw new RateLimitError(secondsUntilNextMonth(), 'quota_exceeded', 'the monthly token quota of this client is exhausted')

@@ -10,6 +10,15 @@ t.test('responses carry helmet\'s security headers and the request id', async (t
   t.equal(res.headers['x-request-id'], 'probe-42')
 })
 
+t.test('JSON responses get the strictest content security policy; Swagger UI gets its own', async (t) => {
+  const app = await build(t, { env: { DOCS_ENABLED: 'true' } })
+  const api = await app.inject({ method: 'GET', url: '/.well-known/jwks.json' })
+  t.equal(api.headers['content-security-policy'], "default-src 'none';frame-ancestors 'none'")
+  const docs = await app.inject({ method: 'GET', url: '/docs' })
+  t.equal(docs.statusCode, 200)
+  t.match(String(docs.headers['content-security-policy']), /script-src 'self'/, 'the page may load its own scripts')
+})
+
 t.test('CORS allows exactly the configured origins', async (t) => {
   const app = await build(t, { env: { CORS_ORIGIN: 'https://console.example.com,https://ops.example.com' } })
   const preflight = (origin: string) => app.inject({

@@ -1,6 +1,6 @@
 import { createPublicKey, generateKeyPairSync } from 'node:crypto'
 import t from 'tap'
-import { calculateJwkThumbprint, decodeProtectedHeader, exportJWK, SignJWT } from 'jose'
+import { calculateJwkThumbprint, createLocalJWKSet, decodeProtectedHeader, exportJWK, jwtVerify, SignJWT } from 'jose'
 import { createKeyRing, UnknownKeyError } from '../../plugins/keys.js'
 import { testKeys } from '../helper.js'
 
@@ -22,6 +22,18 @@ t.test('tokens are signed with the current key only and carry typ at+jwt', async
   const header = decodeProtectedHeader(await ring.sign(claims()))
   t.same(header, { alg: 'RS256', typ: 'at+jwt', kid: ring.currentKid })
   t.equal(ring.jwks().keys.length, 2)
+})
+
+t.test('a signed token verifies with jose against the published JWKS and keeps every claim as given', async (t) => {
+  const ring = await createKeyRing(testKeys.privateKey)
+  const given = { ...claims(), scope: 'agents:read audit:read', client_id: 'é ünïcode' }
+  const token = await ring.sign(given)
+  t.match(token, /^[\w-]+\.[\w-]+\.[\w-]+$/, 'three base64url segments, no padding')
+  const { payload, protectedHeader } = await jwtVerify(token, createLocalJWKSet(ring.jwks()), {
+    algorithms: ['RS256'], typ: 'at+jwt', issuer: expect.issuer, audience: expect.audience
+  })
+  t.same(payload, given)
+  t.same(protectedHeader, { alg: 'RS256', typ: 'at+jwt', kid: ring.currentKid })
 })
 
 t.test('the JWKS holds public members only', async (t) => {
