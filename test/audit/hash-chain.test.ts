@@ -95,6 +95,8 @@ t.test('several instances writing and sealing at once form one chain; writers ne
   // events ready, chain held by another sealer: a sealer skips at once rather than wait
   await holder.query('BEGIN')
   await holder.query('SELECT 1 FROM audit_chain FOR UPDATE')
+  // (the instances' own sealers may have sealed everything before the lock was taken: one more)
+  await seedEvents(first, [{}])
   const skipping = Date.now()
   t.equal(await sealBatch(first.pg.pool), null, 'a sealer finding the chain busy skips')
   t.ok(Date.now() - skipping < 1000, 'at once')
@@ -107,7 +109,7 @@ t.test('several instances writing and sealing at once form one chain; writers ne
   ])
   await sealAll(first)
   const chain = await seals(first)
-  t.equal(chain.length, 30 * 5 + 60 + (await first.pg.query('SELECT count(*)::int AS n FROM audit_events WHERE action <> $1', ['agent.updated'])).rows[0].n)
+  t.equal(chain.length, 30 * 5 + 1 + 60 + (await first.pg.query('SELECT count(*)::int AS n FROM audit_events WHERE action <> $1', ['agent.updated'])).rows[0].n)
   t.same(chain.map((seal) => Number(seal.chain_index)), chain.map((_, index) => index + 1), 'one gapless chain')
   t.equal(new Set(chain.map((seal) => seal.event_id)).size, chain.length, 'each event sealed exactly once')
   t.equal(await unsealedCount(first), 0)
