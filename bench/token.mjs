@@ -24,7 +24,9 @@ function rawSignRate (seconds) {
 
 async function startServer (script, port) {
   const child = spawn(process.execPath, [fileURLToPath(new URL(`./servers/${script}`, import.meta.url)), String(port)], {
-    stdio: ['ignore', 'pipe', 'inherit']
+    stdio: ['ignore', 'pipe', 'inherit'],
+    // both as deployed (Koa, under oidc-provider, reads NODE_ENV; AgentIdP's bench config sets it too)
+    env: { ...process.env, NODE_ENV: 'production' }
   })
   const lines = createInterface({ input: child.stdout })
   const ready = await new Promise((resolve, reject) => {
