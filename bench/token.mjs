@@ -13,6 +13,8 @@ const DURATION_S = Number(process.env.BENCH_DURATION ?? 8)
 const ROUNDS = Number(process.env.BENCH_ROUNDS ?? 3)
 const RAW_SECONDS = 2
 const CONNECTIONS = Number(process.env.BENCH_CONNECTIONS ?? 10)
+// also measure bench/servers/floor.mjs: the same signing path with none of the product's work
+const FLOOR = process.env.BENCH_FLOOR === '1'
 const TARGETS = { rawSignRatio: 0.65, oidcProviderRatio: 1.3, p99Ms: 50 }
 
 /** Signatures per second of one core: synchronous node:crypto RS256 in a fresh process (bench/raw-sign.mjs). */
@@ -51,16 +53,22 @@ async function load (server, body, seconds) {
   return { tokensPerSecond: result['2xx'] / seconds, p50: result.latency.p50, p99: result.latency.p99, non2xx: result.non2xx, errors: result.errors }
 }
 
-const median = (values) => [...values].sort((a, b) => a - b)[Math.floor(values.length / 2)]
+function median (values) {
+  const sorted = [...values].sort((a, b) => a - b)
+  const middle = Math.floor(sorted.length / 2)
+  return sorted.length % 2 === 1 ? sorted[middle] : (sorted[middle - 1] + sorted[middle]) / 2
+}
 const pause = (ms) => new Promise((resolve) => setTimeout(resolve, ms))
 
 const idp = await startServer('agentidp.mjs', 4711)
 const reference = await startServer('oidc-provider.mjs', 4712)
+const floor = FLOOR ? await startServer('floor.mjs', 4713) : null
 const ours = { server: idp, body: 'grant_type=client_credentials&scope=agents%3Aread' }
 const theirs = { server: reference, body: 'grant_type=client_credentials&scope=api%3Aread' }
 // warm-up: JIT, pools, the verified-secret digest
 await load(ours.server, ours.body, 2)
 await load(theirs.server, theirs.body, 2)
+if (floor !== null) await load(floor, ours.body, 2)
 
 // The machine's speed drifts by ±15 % over a minute (a shared VM): the three are measured in turn,
 // ROUNDS times, and each round's ratios compare figures taken seconds apart. AgentIdP's background
@@ -71,16 +79,19 @@ for (let round = 1; round <= ROUNDS; round += 1) {
   const a = await load(ours.server, ours.body, DURATION_S)
   await pause(1500)
   const b = await load(theirs.server, theirs.body, DURATION_S)
-  rounds.push({ raw, ours: a, theirs: b, vsRaw: a.tokensPerSecond / raw, vsReference: a.tokensPerSecond / b.tokensPerSecond })
+  const f = floor === null ? null : await load(floor, ours.body, DURATION_S)
+  rounds.push({ raw, ours: a, theirs: b, floor: f, vsRaw: a.tokensPerSecond / raw, vsReference: a.tokensPerSecond / b.tokensPerSecond })
 }
 await idp.stop()
 await reference.stop()
+await floor?.stop()
 
 console.log(`\n${CONNECTIONS} connections, ${ROUNDS} rounds of ${RAW_SECONDS} s raw signing + ${DURATION_S} s per server\n`)
 console.log(['round', 'raw sign/s', 'AgentIdP/s', 'p50', 'p99', 'oidc-provider/s', 'p50', 'p99', '÷raw', '÷oidc'].join('\t'))
 rounds.forEach((r, index) => console.log([
   index + 1, r.raw.toFixed(0), r.ours.tokensPerSecond.toFixed(0), `${r.ours.p50} ms`, `${r.ours.p99} ms`,
-  r.theirs.tokensPerSecond.toFixed(0), `${r.theirs.p50} ms`, `${r.theirs.p99} ms`, r.vsRaw.toFixed(2), r.vsReference.toFixed(2)
+  r.theirs.tokensPerSecond.toFixed(0), `${r.theirs.p50} ms`, `${r.theirs.p99} ms`, r.vsRaw.toFixed(2), r.vsReference.toFixed(2),
+  ...(r.floor === null ? [] : [`floor ${r.floor.tokensPerSecond.toFixed(0)}/s`])
 ].join('\t')))
 const vsRaw = median(rounds.map((r) => r.vsRaw))
 const vsReference = median(rounds.map((r) => r.vsReference))
