@@ -58,8 +58,8 @@ export async function createKeyRing (privatePem: string, additionalPublicPems: s
     currentKid: current.kid,
     // The JWS compact serialization (RFC 7515 §7.1) of the claims, with RSASSA-PKCS1-v1_5 over
     // SHA-256 (RS256). Not jose's SignJWT: it signs through WebCrypto, whose per-call conversions
-    // cost ≈ 70 µs of event-loop time per token here (README, "Performance"), and the event loop is
-    // what bounds the token endpoint. The claims come only from the token route; every token is
+    // cost ≈ 150 µs of event-loop time per token here (README, "Performance"), and the event loop
+    // is what bounds the token endpoint. The claims come only from the token route; every token is
     // verified by jose (below, and in the tests against the published JWKS).
     async sign (claims) {
       const signingInput = `${protectedHeader}.${base64url(claims)}`
