@@ -2,13 +2,14 @@ import { parseArgs } from 'node:util'
 import pg from 'pg'
 import type { FastifyInstance } from 'fastify'
 import { buildApp } from './app.js'
-import { ConfigError, loadConfig, loadDatabaseUrl, readEnvironment } from './plugins/config.js'
-import { PolicyLoadError } from './plugins/policy.js'
-import { ProblemError } from './plugins/errors.js'
-import { migrate } from './lib/migrations.js'
-import { bootstrapAdmin } from './cli/bootstrap.js'
+import { loadConfig, loadDatabaseUrl, readEnvironment } from './plugins/config.js'
 import { auditPrune } from './cli/audit-prune.js'
-import { countAgents } from './routes/agents/repository.js'
+import { migrate } from './repositories/migrations.js'
+import { countAgents } from './repositories/agents.js'
+import { bootstrapAdmin } from './services/bootstrap.js'
+import { loadPolicyData } from './services/policy.js'
+import { ConfigError, PolicyLoadError, ProblemError } from './lib/errors.js'
+import { bundledPolicyDir } from './lib/paths.js'
 
 /**
  * Process entry. Commands:
@@ -72,7 +73,7 @@ async function dev (): Promise<void> {
     await migrate(config.DATABASE_URL)
     const app = await buildApp({ config })
     if (await countAgents(app.pg) === 0) {
-      const admin = await withClient(config.DATABASE_URL, (client) => bootstrapAdmin(client, DEV_ADMIN_EMAIL))
+      const admin = await bootstrapAdmin(app.pg.pool, DEV_ADMIN_EMAIL, app.policy.platformScopes)
       // the one time a secret is printed: the first start's bootstrap admin
       process.stdout.write(JSON.stringify(admin) + '\n')
       log(`bootstrap admin ${DEV_ADMIN_EMAIL} created; its credentials are the JSON line above (shown once)`)
@@ -86,13 +87,13 @@ async function dev (): Promise<void> {
   }
 }
 
-async function withClient<T> (databaseUrl: string, work: (client: pg.Client) => Promise<T>): Promise<T> {
-  const client = new pg.Client({ connectionString: databaseUrl, connectionTimeoutMillis: 5000 })
-  await client.connect()
+/** A one-connection pool for a command that is not the server. */
+async function withPool<T> (databaseUrl: string, work: (pool: pg.Pool) => Promise<T>): Promise<T> {
+  const pool = new pg.Pool({ connectionString: databaseUrl, max: 1, connectionTimeoutMillis: 5000, application_name: 'agentidp-cli' })
   try {
-    return await work(client)
+    return await work(pool)
   } finally {
-    await client.end()
+    await pool.end()
   }
 }
 
@@ -107,13 +108,17 @@ async function bootstrap (args: string[]): Promise<void> {
     fail('bootstrap: --email <address> is required and must be an email address')
   }
   let databaseUrl: string
+  let platformScopes: string[]
   try {
-    databaseUrl = loadDatabaseUrl(readEnvironment())
+    const env = readEnvironment()
+    databaseUrl = loadDatabaseUrl(env)
+    // the platform scopes are the policy data's: the same POLICY_DIR as the server's
+    platformScopes = (await loadPolicyData(env.POLICY_DIR === undefined || env.POLICY_DIR === '' ? bundledPolicyDir : env.POLICY_DIR)).platformScopes
   } catch (error) {
     fail(explain(error))
   }
   try {
-    const admin = await withClient(databaseUrl, (client) => bootstrapAdmin(client, email))
+    const admin = await withPool(databaseUrl, (pool) => bootstrapAdmin(pool, email, platformScopes))
     process.stdout.write(JSON.stringify(admin) + '\n')
   } catch (error) {
     if (error instanceof ProblemError && error.code === 'AGENT_ALREADY_EXISTS') {

@@ -2,7 +2,7 @@ import fp from 'fastify-plugin'
 import fastifyRedis from '@fastify/redis'
 import { Redis } from 'ioredis'
 import type { FastifyInstance } from 'fastify'
-import { DependencyUnavailableError } from './errors.js'
+import { DependencyUnavailableError } from '../lib/errors.js'
 
 /**
  * The shared cache: Redis in production, an in-process stand-in in dev mode when REDIS_URL is

@@ -2,8 +2,7 @@ import { createPublicKey, generateKeyPairSync, randomUUID } from 'node:crypto'
 import t from 'tap'
 import { calculateJwkThumbprint, exportJWK, jwtVerify, SignJWT } from 'jose'
 import type { TestApp } from '../../helper.js'
-import { build, ISSUER, seedAdmin, testKeys, tokenIdFor } from '../../helper.js'
-import { PLATFORM_SCOPES } from '../../../schemas/scopes.js'
+import { build, ISSUER, PLATFORM_SCOPES, seedAdmin, testKeys, tokenIdFor } from '../../helper.js'
 import { accessToken, decodeToken, introspect, JWKS, METADATA, registerClient, type Client } from './support.js'
 
 const PUBLIC_MEMBERS = ['alg', 'e', 'kid', 'kty', 'n', 'use']
