@@ -4,11 +4,11 @@ import type { FastifyInstance } from 'fastify'
 import { buildApp } from './app.js'
 import { loadConfig, loadDatabaseUrl, readEnvironment } from './plugins/config.js'
 import { auditPrune } from './cli/audit-prune.js'
-import { migrate } from './repositories/migrations.js'
+import { migrate, pendingMigrations } from './repositories/migrations.js'
 import { countAgents } from './repositories/agents.js'
 import { bootstrapAdmin } from './services/bootstrap.js'
 import { loadPolicyData } from './services/policy.js'
-import { ConfigError, PolicyLoadError, ProblemError } from './lib/errors.js'
+import { ConfigError, DependencyUnavailableError, PolicyLoadError, ProblemError } from './lib/errors.js'
 import { bundledPolicyDir } from './lib/paths.js'
 
 /**
@@ -31,6 +31,11 @@ function fail (message: string): never {
 /** Startup failures a operator can fix get one clear line, not a stack trace. */
 function explain (error: unknown): string {
   if (error instanceof ConfigError || error instanceof PolicyLoadError) return error.message
+  if (error instanceof DependencyUnavailableError) {
+    const cause = (error.cause as { code?: string } | undefined)?.code ?? 'no answer'
+    const variable = error.dependency === 'redis' ? 'REDIS_URL' : error.dependency === 'vault' ? 'VAULT_ADDR' : 'DATABASE_URL'
+    return `startup refused: cannot reach ${error.dependency} at ${error.location ?? 'its address'} (${cause}); check ${variable} and that it is up`
+  }
   const code = (error as { code?: string }).code
   if (code === 'ECONNREFUSED' || code === 'ENOTFOUND' || code === '28P01' || code === '3D000') {
     return `startup failed: cannot use the database (${code})`
@@ -52,6 +57,32 @@ function stopOnSignals (app: FastifyInstance, after: () => Promise<void> = async
   process.once('SIGINT', () => stop('SIGINT'))
 }
 
+/** Where DATABASE_URL points, without its credentials. */
+function databaseLocation (databaseUrl: string): string {
+  const url = new URL(databaseUrl)
+  return `${url.hostname}:${url.port || '5432'}${url.pathname}`
+}
+
+/**
+ * Before listening: the database must answer and its schema must be at the latest bundled
+ * migration. A server on an unmigrated schema would pass a health check and then fail every
+ * request; one line says what is missing and what applies it.
+ */
+async function requireMigratedDatabase (databaseUrl: string): Promise<void> {
+  let pending: string[]
+  try {
+    pending = await withPool(databaseUrl, pendingMigrations)
+  } catch (error) {
+    const code = (error as { code?: string }).code ?? 'no answer'
+    fail(`startup refused: cannot use the database at ${databaseLocation(databaseUrl)} (${code}); check DATABASE_URL and that PostgreSQL is up`)
+  }
+  if (pending.length > 0) {
+    fail(`startup refused: the database schema is behind: ${pending.length} pending migration${pending.length === 1 ? '' : 's'} ` +
+      `(${pending.join(', ')}); apply them with \`npm run db:migrate\` (in the image: compose's migrate service, ` +
+      '`node_modules/.bin/node-pg-migrate up --migrations-dir migrations --migrations-table schema_migrations`), then start again')
+  }
+}
+
 async function start (): Promise<void> {
   let config
   try {
@@ -59,6 +90,7 @@ async function start (): Promise<void> {
   } catch (error) {
     fail(explain(error))
   }
+  await requireMigratedDatabase(config.DATABASE_URL)
   const app = await buildApp({ config }).catch((error: unknown) => fail(explain(error)))
   stopOnSignals(app)
   await app.listen({ port: config.PORT, host: config.HOST })

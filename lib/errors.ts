@@ -68,9 +68,12 @@ export class OAuthError extends Error {
 /** PostgreSQL, Redis or Vault could not answer: always a 503, never the driver's words. */
 export class DependencyUnavailableError extends Error {
   readonly statusCode = 503
-  constructor (readonly dependency: 'postgres' | 'redis' | 'vault', options?: { cause?: unknown }) {
+  /** host:port of the dependency, for startup messages (never a URL: it may carry a password) */
+  readonly location?: string
+  constructor (readonly dependency: 'postgres' | 'redis' | 'vault', options?: { cause?: unknown, location?: string }) {
     super(`${dependency} is unavailable`, options)
     this.name = 'DependencyUnavailableError'
+    this.location = options?.location
   }
 }
 
@@ -126,7 +129,7 @@ export class ConfigError extends Error {
 /** The authorization policy can't be loaded: the server refuses to start unguarded. */
 export class PolicyLoadError extends Error {
   constructor (path: string, problem: string) {
-    super(`policy ${path} ${problem}: refusing to start without a valid policy`)
+    super(`policy ${path} ${problem}: refusing to start without a valid policy (set POLICY_DIR to a directory with data/scopes.json)`)
     this.name = 'PolicyLoadError'
   }
 }

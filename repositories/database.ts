@@ -2,11 +2,6 @@ import type { Queryable } from './transaction.js'
 
 /** SQL about the database itself rather than the product's tables. */
 
-/** One round trip: resolves when PostgreSQL answers (health checks). */
-export async function ping (db: Queryable): Promise<void> {
-  await db.query('SELECT 1')
-}
-
 /** Creates database `name` unless it exists (dev mode's embedded cluster); `name` is a fixed identifier, never input. */
 export async function ensureDatabase (db: Queryable, name: string): Promise<void> {
   if (!/^[a-z_][a-z0-9_]*$/.test(name)) throw new Error(`not a plain database name: ${name}`)

@@ -1,6 +1,5 @@
 import type { FastifyPluginAsyncTypebox } from '@fastify/type-provider-typebox'
 import { Health, Liveness, Readiness } from '../schemas/health.js'
-import { ping } from '../repositories/database.js'
 import { pendingMigrations } from '../repositories/migrations.js'
 
 /**
@@ -28,18 +27,27 @@ async function probe<T> (check: () => Promise<T>): Promise<Probe<T>> {
 }
 
 const health: FastifyPluginAsyncTypebox = async function healthRoutes (app) {
-  const connected = (check: () => Promise<unknown>) => probe(async () => { await check(); return 'connected' as const })
+  /** Both dependencies at once; the schema's migration state comes with PostgreSQL's answer. */
+  async function dependencies () {
+    const [pending, redis] = await Promise.all([
+      probe(() => pendingMigrations(app.pg)),
+      probe(async () => { await app.cache.ping(); return 'connected' as const })
+    ])
+    return {
+      postgres: pending === 'error' ? 'error' as const : 'connected' as const,
+      redis,
+      migrations: pending === 'error' ? 'unknown' as const : pending.length === 0 ? 'current' as const : 'pending' as const
+    }
+  }
+
+  const operation = (operationId: string, summary: string, response: Record<number, unknown>) =>
+    ({ tags: ['operations'], operationId, summary, response })
 
   app.get('/health', {
     logLevel: 'warn',
-    schema: {
-      tags: ['operations'],
-      operationId: 'getHealth',
-      summary: 'Dependency status (the runbook\'s check)',
-      response: { 200: Health, 503: Health }
-    }
+    schema: operation('getHealth', 'Dependency status (the runbook\'s check)', { 200: Health, 503: Health })
   }, async function getHealth (_request, reply) {
-    const [postgres, redis] = await Promise.all([connected(() => ping(app.pg)), connected(() => app.cache.ping())])
+    const { postgres, redis } = await dependencies()
     const healthy = postgres === 'connected' && redis === 'connected'
     reply.code(healthy ? 200 : 503).header('cache-control', 'no-store')
     return { status: healthy ? 'ok' as const : 'degraded' as const, postgres, redis }
@@ -48,12 +56,7 @@ const health: FastifyPluginAsyncTypebox = async function healthRoutes (app) {
   app.get('/health/live', {
     logLevel: 'warn',
     config: { shedLoad: false },
-    schema: {
-      tags: ['operations'],
-      operationId: 'getLiveness',
-      summary: 'Liveness: the process can serve (no dependency is checked)',
-      response: { 200: Liveness }
-    }
+    schema: operation('getLiveness', 'Liveness: the process can serve (no dependency is checked)', { 200: Liveness })
   }, async function getLiveness (_request, reply) {
     reply.header('cache-control', 'no-store')
     return { status: 'ok' as const }
@@ -61,19 +64,13 @@ const health: FastifyPluginAsyncTypebox = async function healthRoutes (app) {
 
   app.get('/health/ready', {
     logLevel: 'warn',
-    schema: {
-      tags: ['operations'],
-      operationId: 'getReadiness',
-      summary: 'Readiness: PostgreSQL and Redis answer and the schema is at the latest migration',
-      response: { 200: Readiness, 503: Readiness }
-    }
+    schema: operation('getReadiness', 'Readiness: PostgreSQL and Redis answer and the schema is at the latest migration',
+      { 200: Readiness, 503: Readiness })
   }, async function getReadiness (_request, reply) {
-    const [pending, redis] = await Promise.all([probe(() => pendingMigrations(app.pg)), connected(() => app.cache.ping())])
-    const postgres = pending === 'error' ? 'error' as const : 'connected' as const
-    const migrations = pending === 'error' ? 'unknown' as const : pending.length === 0 ? 'current' as const : 'pending' as const
-    const ready = postgres === 'connected' && redis === 'connected' && migrations === 'current'
+    const status = await dependencies()
+    const ready = status.postgres === 'connected' && status.redis === 'connected' && status.migrations === 'current'
     reply.code(ready ? 200 : 503).header('cache-control', 'no-store')
-    return { status: ready ? 'ok' as const : 'degraded' as const, postgres, redis, migrations }
+    return { status: ready ? 'ok' as const : 'degraded' as const, ...status }
   })
 }
 

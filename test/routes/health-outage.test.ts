@@ -27,6 +27,17 @@ async function timed (request: () => Promise<LightMyRequestResponse>): Promise<{
 }
 
 const getHealth = () => timed(() => app.inject({ method: 'GET', url: '/health' }))
+const get = (url: string) => app.inject({ method: 'GET', url })
+
+/** Liveness never looks at a dependency; readiness names the one that fails. */
+async function assertLiveButNotReady (t: Test, expected: Record<string, string>): Promise<void> {
+  const live = await get('/health/live')
+  t.equal(live.statusCode, 200, 'liveness stays 200 during the outage: the orchestrator must not replace the process')
+  t.same(live.json(), { status: 'ok' })
+  const ready = await get('/health/ready')
+  t.equal(ready.statusCode, 503, 'readiness is 503: the load balancer stops sending traffic')
+  t.same(ready.json(), { status: 'degraded', ...expected })
+}
 const listAgents = () => timed(() => app.inject({ method: 'GET', url: '/api/v1/agents', headers }))
 
 async function healthyAgain (t: Test): Promise<void> {
@@ -62,9 +73,11 @@ t.test('a Redis outage makes /health 503 degraded within 1 s, and its return mak
   t.ok(ms < 1000, `answered in ${Math.round(ms)} ms`)
   const again = await getHealth()
   t.ok(again.ms < 1000 && again.response.statusCode === 503, `still 503 within 1 s on the next call (${Math.round(again.ms)} ms)`)
+  await assertLiveButNotReady(t, { postgres: 'connected', redis: 'error', migrations: 'current' })
 
   await redis.start()
   await healthyAgain(t)
+  t.equal((await get('/health/ready')).statusCode, 200, 'ready again')
 })
 
 t.test('during a Redis outage a management request answers within 3 s: served, or 503 SERVICE_UNAVAILABLE', async (t) => {
@@ -96,9 +109,11 @@ t.test('a PostgreSQL outage makes /health 503 degraded within 1 s, and its retur
   t.ok(ms < 1000, `answered in ${Math.round(ms)} ms`)
   const again = await getHealth()
   t.ok(again.ms < 1000 && again.response.statusCode === 503, `still 503 within 1 s on the next call (${Math.round(again.ms)} ms)`)
+  await assertLiveButNotReady(t, { postgres: 'error', redis: 'connected', migrations: 'unknown' })
 
   await postgres.start()
   await healthyAgain(t)
+  t.equal((await get('/health/ready')).statusCode, 200, 'ready again')
 })
 
 t.test('during a PostgreSQL outage an authenticated management request answers 503 SERVICE_UNAVAILABLE within 3 s', async (t) => {
