@@ -60,8 +60,21 @@ t.test('an optional future expiresAt is kept; a past one is a 400 VALIDATION_ERR
   assertValidationError(t, await generate(agentId, { expiresAt: new Date(Date.now() - 60_000).toISOString() }), 'body.expiresAt')
   assertValidationError(t, await generate(agentId, { expiresAt: 'next tuesday' }))
   assertValidationError(t, await generate(agentId, { expiresAt, clientSecret: 'sk_live_mine' }))
+  // spellings Date.parse can't read were once let through as "not in the past" (issue 11, defect 9)
+  assertValidationError(t, await generate(agentId, { expiresAt: '2020-06-30T23:59:60Z' }), 'body.expiresAt')
+  assertValidationError(t, await generate(agentId, { expiresAt: '2020-01-01T00:00:00+00' }), 'body.expiresAt')
+  // PostgreSQL refuses offsets beyond ±15:59: a 400, never a 500
+  const far = new Date(Date.now() + 86_400_000).toISOString().slice(0, 19)
+  assertValidationError(t, await generate(agentId, { expiresAt: `${far}+16:00` }), 'body.expiresAt')
   const listed = (await app.inject({ method: 'GET', url: credentialsUrl(agentId), headers: admin.headers })).json()
   t.equal(listed.data.length, 1, 'only the valid request created a credential')
+})
+
+t.test('a future expiresAt written with a leap second or an offset without minutes is kept as the instant it names', async (t) => {
+  const agentId = await newAgent()
+  const res = await generate(agentId, { expiresAt: '2099-06-30T23:59:60+00' })
+  t.equal(res.statusCode, 201, res.body)
+  t.equal(res.json().expiresAt, '2099-07-01T00:00:00.000Z')
 })
 
 t.test('the list holds every credential of the agent and never a secret', async (t) => {
