@@ -136,7 +136,7 @@ function defaultOf (dir: string, variable: string): unknown {
 }
 const text = (dir: string) => module(dir).files.map((file) => file.text).join('\n')
 
-t.test('AWS: VPC across AZs, ECS Fargate, ALB HTTPS + /health target group, RDS 14 Multi-AZ, Redis 7 with a replica, Secrets Manager, IAM, Route 53', async (t) => {
+t.test('AWS: VPC across AZs, ECS Fargate, ALB HTTPS + readiness target group, RDS 14 Multi-AZ, Redis 7 with a replica, Secrets Manager, IAM, Route 53', async (t) => {
   const env = 'environments/aws'
   t.equal(resources(module(env), 'aws_vpc').size, 1, 'a VPC')
   const subnets = resources(module(env), 'aws_subnet')
@@ -166,8 +166,8 @@ t.test('AWS: VPC across AZs, ECS Fargate, ALB HTTPS + /health target group, RDS 
   t.equal(listener?.protocol, 'HTTPS')
   t.equal(listener?.port, 443)
   t.match(JSON.stringify(resources(module(lb), 'aws_lb_target_group').get('app')?.health_check), /var\.health_check_path/)
-  t.equal(defaultOf(lb, 'health_check_path'), '/health')
-  t.equal(passed(env, 'lb', 'health_check_path'), '/health')
+  t.equal(defaultOf(lb, 'health_check_path'), '/health/ready', 'the target group probes readiness by default')
+  t.equal(passed(env, 'lb', 'health_check_path'), '/health/ready', 'and the environment keeps it')
 
   const rds = 'modules/rds/aws'
   const instance = resources(module(rds), 'aws_db_instance').get('this')
@@ -206,7 +206,8 @@ t.test('GCP: Cloud Run min/max, VPC connector, Cloud SQL 14 REGIONAL, Memorystor
   t.match(template, /vpc_access.*var\.vpc_connector_id/, 'egress through the connector')
   t.match(template, /secret_key_ref/, 'secrets as environment variables')
   t.match(template, /volume_mounts/, 'secrets mounted as files')
-  t.match(template, /startup_probe.*\/health/, 'startup probe on /health')
+  t.match(template, /startup_probe.*"path":"\/health\/ready"/, 'startup probe on /health/ready')
+  t.match(template, /liveness_probe.*"path":"\/health\/live"/, 'liveness probe on /health/live')
   t.ok(resources(module(run), 'google_service_account').size === 1, 'a service account')
   t.match(text(run), /roles\/secretmanager\.secretAccessor/, 'which may read its secrets')
   t.ok(resources(module(run), 'google_cloud_run_v2_job').has('migrate'), 'a migration job')
