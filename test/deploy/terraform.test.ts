@@ -1,6 +1,8 @@
 import { spawnSync } from 'node:child_process'
-import { accessSync, constants, existsSync, readFileSync } from 'node:fs'
+import { accessSync, constants, existsSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs'
+import { tmpdir } from 'node:os'
 import { delimiter, join } from 'node:path'
+import pg from 'pg'
 import t from 'tap'
 import { projectRoot } from '../../lib/paths.js'
 import { checkTree, loadTree, moduleCalls, outputs, parseModule, resources, variables, type TfModule } from './hcl.js'
@@ -243,4 +245,39 @@ t.test('the migration task and job run the command of compose.yaml and `npm run 
     t.ok(Array.isArray(command) && command.length > 2, `${dir}: migrate_command`)
     for (const argument of command) t.ok(compose.includes(`- ${argument}\n`), `${dir}: ${argument} is in compose.yaml's migrate command`)
   }
+})
+
+/**
+ * The DATABASE_URL each environment writes, with sample values in place of its interpolations, as
+ * node-postgres reads it: TLS on, the CA read from the sslrootcert file, certificate and host name
+ * checked (nothing turns rejectUnauthorized off or replaces checkServerIdentity).
+ */
+t.test('DATABASE_URL as the environments write it makes node-postgres verify the server', async (t) => {
+  const dir = mkdtempSync(join(tmpdir(), 'agentidp-ca-'))
+  t.teardown(() => rmSync(dir, { recursive: true, force: true }))
+  const caFile = join(dir, 'ca.pem')
+  const pem = '-----BEGIN CERTIFICATE-----\nMIIBfake\n-----END CERTIFICATE-----\n'
+  writeFileSync(caFile, pem)
+
+  const written: Array<[string, string, string]> = [
+    ['environments/aws', 'aws_secretsmanager_secret_version', 'secret_string'],
+    ['environments/gcp', 'google_secret_manager_secret_version', 'secret_data']
+  ]
+  for (const [env, type, attribute] of written) {
+    const template = String(resources(module(env), type).get('database_url')?.[attribute])
+    t.match(template, /^postgresql:\/\//, `${env}: a PostgreSQL URL`)
+    const sslrootcert = /[?&]sslrootcert=\$\{([^}]+)\}/.exec(template)
+    t.ok(sslrootcert, `${env}: sslrootcert comes from ${sslrootcert?.[1]}`)
+    // the path the container will read, then every interpolation replaced by a sample
+    const url = template.replace(/sslrootcert=\$\{[^}]+\}/, `sslrootcert=${caFile}`)
+      .replace(/\$\{[^}]*\.port\}/g, '5432').replace(/\$\{[^}]+\}/g, 'x')
+    const client = new pg.Client({ connectionString: url })
+    const ssl = (client as unknown as { connectionParameters: { ssl: unknown } }).connectionParameters.ssl as Record<string, unknown>
+    t.type(ssl, 'object', `${env}: TLS is on`)
+    t.equal(ssl.ca, pem, `${env}: the CA bundle is the sslrootcert file`)
+    t.not(ssl.rejectUnauthorized, false, `${env}: the certificate chain is checked`)
+    t.equal(ssl.checkServerIdentity, undefined, `${env}: the host name is checked`)
+  }
+  t.equal(defaultOf('environments/aws', 'database_ca_bundle_path'), '/app/certs/aws-rds-global-bundle.pem', 'AWS: the bundle the image ships')
+  t.match(text('environments/gcp'), /database_ca_file\s*=\s*"\$\{local\.database_ca_dir\}\/ca\.pem"/, 'GCP: the mounted Cloud SQL CA file')
 })
