@@ -243,7 +243,7 @@ export const RULES: Rule[] = [
         const rules = [...resources(module, 'aws_lb_listener_rule')].filter(([, rule]) => rule.listener_arn === `\${aws_lb_listener.${name}.arn}`)
         const refusing = rules.filter(([, rule]) => {
           const action = nested(rule, 'action')
-          const status = Number(nested(action ?? undefined, 'fixed_response')?.status_code)
+          const status = Number(nested(action, 'fixed_response')?.status_code)
           const paths = nestedAll(rule, 'condition', 'path_pattern').flatMap((pattern) => Array.isArray(pattern.values) ? pattern.values : [])
           return action?.type === 'fixed-response' && status >= 400 && paths.includes('/metrics')
         })
