@@ -28,6 +28,8 @@ const ROUTES: Array<[string, string]> = [
   ['GET', '/api/v1/audit/verify'],
   ['GET', '/api/v1/audit/:id'],
   ['GET', '/health'],
+  ['GET', '/health/live'],
+  ['GET', '/health/ready'],
   ['GET', '/metrics'],
   ['GET', '/docs']
 ]
