@@ -16,7 +16,8 @@ export function sanitizeForwardedFor (header: string): string {
 }
 
 function bareAddress (entry: string): string | null {
-  if (isIP(entry) !== 0) return entry
+  // node:net takes a zone index (`%eth0`) as part of an IPv6 address; PostgreSQL's inet does not
+  if (isIP(entry) !== 0 && !entry.includes('%')) return entry
   const bracketed = /^\[([^\]]+)\](?::\d{1,5})?$/.exec(entry)
   const candidate = bracketed !== null
     ? bracketed[1]

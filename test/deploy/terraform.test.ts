@@ -210,6 +210,7 @@ t.test('GCP: Cloud Run min/max, VPC connector, Cloud SQL 14 REGIONAL, Memorystor
   t.match(template, /volume_mounts/, 'secrets mounted as files')
   t.match(template, /startup_probe.*"path":"\/health\/ready"/, 'startup probe on /health/ready')
   t.match(template, /liveness_probe.*"path":"\/health\/live"/, 'liveness probe on /health/live')
+  t.match(template, /"cpu_idle":false/, 'CPU stays allocated between requests, so the background jobs keep running')
   t.ok(resources(module(run), 'google_service_account').size === 1, 'a service account')
   t.match(text(run), /roles\/secretmanager\.secretAccessor/, 'which may read its secrets')
   t.ok(resources(module(run), 'google_cloud_run_v2_job').has('migrate'), 'a migration job')

@@ -72,7 +72,10 @@ resource "google_cloud_run_v2_service" "this" {
           cpu    = var.cpu
           memory = var.memory
         }
-        cpu_idle          = true
+        # CPU stays allocated between requests: the audit sealer, retention and revocation pruning
+        # run on timers inside each instance (plugins/jobs.ts), and with CPU throttled outside
+        # requests they would stall for as long as traffic pauses (README, "Background jobs")
+        cpu_idle          = false
         startup_cpu_boost = true
       }
 
