@@ -27,6 +27,8 @@ import auditRoutes from './routes/audit/index.js'
 import { RequestLogController, loggerOptions } from './lib/logger.js'
 import { validatorCompiler } from './lib/validation.js'
 import { sanitizeForwardedFor } from './lib/forwarded.js'
+import { illFormedStringPath } from './lib/unicode.js'
+import { OAuthError, validationError } from './lib/errors.js'
 
 /** Requests larger than this are refused with 413 before they are parsed. */
 export const BODY_LIMIT_BYTES = 64 * 1024
@@ -93,6 +95,14 @@ export async function buildApp ({ config, logStream }: BuildOptions): Promise<Fa
       done()
     })
   }
+
+  app.addHook('preValidation', function refuseIllFormedUnicode (request, _reply, done) {
+    const path = illFormedStringPath(request.body)
+    if (path === null) return done()
+    done(request.routeOptions.config.oauth === true
+      ? new OAuthError(400, 'invalid_request', `${path.slice('body.'.length)} is not valid Unicode`)
+      : validationError('the body holds text that is not valid Unicode', [{ field: path, message: 'is not valid Unicode (a lone surrogate)' }]))
+  })
 
   await app.register(configPlugin, { config })
   await app.register(errorsPlugin)
