@@ -104,6 +104,8 @@ export async function prepareDevEnvironment (env: Record<string, string | undefi
   filled.PORT ??= '3000'
   if (unset('ISSUER_URL')) filled.ISSUER_URL = `http://localhost:${filled.PORT}`
   if (unset('POLICY_DIR')) filled.POLICY_DIR = bundledPolicyDir
+  // a person at a terminal reads pretty lines; piped into a file or a collector, dev logs stay JSON
+  if (unset('LOG_FORMAT') && process.stdout.isTTY === true) filled.LOG_FORMAT = 'pretty'
   if (unset('NODE_ENV')) filled.NODE_ENV = 'development'
   if (unset('HOST')) filled.HOST = '127.0.0.1'
   return { env: filled, stop }
