@@ -307,9 +307,9 @@ function spawnPostmaster (postgres: string, dataDir: string, port: number, accou
     '-c', 'listen_addresses=127.0.0.1', '-c', 'unix_socket_directories='
   ], {
     ...spawnOptions(account),
-    stdio: ['ignore', 'ignore', 'pipe'],
-    // its own process group: Ctrl+C reaches the dev server, which closes the app, then stops this
-    detached: true
+    stdio: ['ignore', 'ignore', 'pipe']
+    // not detached: whatever stops the dev server's process group (Ctrl+C, a kill of the group)
+    // stops PostgreSQL too, rather than leaving it holding the data directory
   })
   // should the dev server exit without stopping it (a crash, the shutdown grace running out)
   const stopOnExit = () => { if (isRunning(child)) child.kill('SIGINT') }
