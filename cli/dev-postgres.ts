@@ -1,7 +1,7 @@
 import { execFileSync, spawn, spawnSync, type ChildProcess } from 'node:child_process'
 import { createHash, randomBytes } from 'node:crypto'
 import { existsSync, readFileSync, realpathSync } from 'node:fs'
-import { chmod, chown, cp, mkdir, open, readFile, rename, rm, unlink, writeFile } from 'node:fs/promises'
+import { chmod, chown, cp, link, mkdir, readFile, rename, rm, unlink, writeFile } from 'node:fs/promises'
 import { arch, platform } from 'node:os'
 import { dirname, join } from 'node:path'
 import { setTimeout as sleep } from 'node:timers/promises'
@@ -97,6 +97,7 @@ function isRoot (): boolean {
 // ---------------------------------------------------------------------------------------------
 
 function isAlive (pid: number): boolean {
+  if (!Number.isInteger(pid) || pid <= 0) return false
   try {
     process.kill(pid, 0)
     return true
@@ -107,28 +108,34 @@ function isAlive (pid: number): boolean {
 }
 
 /**
- * Creates `path` holding this process's pid, atomically (O_EXCL), or says which live dev server
- * holds it. A lock left by a dev server that died is taken over. Returns its release.
+ * Creates `path` holding this process's pid, or says which live dev server holds it. The file is
+ * written aside and hard-linked into place, so that it never exists without its pid (link fails if
+ * it exists: one of two dev servers started at once wins). A lock left by a dev server that died is
+ * taken over. Returns its release.
  */
 async function lockCluster (path: string, projectDataDir: string): Promise<() => Promise<void>> {
   const own = String(process.pid)
-  for (let attempt = 0; attempt < 2; attempt += 1) {
-    try {
-      const file = await open(path, 'wx', 0o644)
-      await file.writeFile(own)
-      await file.close()
-      return async function releaseLock () {
-        // only our own: a failed second dev server must not unlock the first one
-        if ((await readFile(path, 'utf8').catch(() => '')) === own) await unlink(path).catch(() => {})
+  const draft = `${path}.${own}`
+  await writeFile(draft, own, { mode: 0o644 })
+  try {
+    for (let attempt = 0; attempt < 2; attempt += 1) {
+      try {
+        await link(draft, path)
+        return async function releaseLock () {
+          // only our own: a failed second dev server must not unlock the first one
+          if ((await readFile(path, 'utf8').catch(() => '')) === own) await unlink(path).catch(() => {})
+        }
+      } catch (error) {
+        if ((error as NodeJS.ErrnoException).code !== 'EEXIST') throw error
       }
-    } catch (error) {
-      if ((error as NodeJS.ErrnoException).code !== 'EEXIST') throw error
+      const holder = Number.parseInt(await readFile(path, 'utf8').catch(() => ''), 10)
+      if (isAlive(holder)) {
+        throw new DevModeError(`another dev server (pid ${holder}) is using the embedded PostgreSQL of ${projectDataDir}; stop it first`)
+      }
+      await unlink(path).catch(() => {})
     }
-    const holder = Number.parseInt(await readFile(path, 'utf8').catch(() => ''), 10)
-    if (Number.isInteger(holder) && holder > 0 && isAlive(holder)) {
-      throw new DevModeError(`another dev server (pid ${holder}) is using the embedded PostgreSQL of ${projectDataDir}; stop it first`)
-    }
-    await unlink(path).catch(() => {})
+  } finally {
+    await unlink(draft).catch(() => {})
   }
   throw new DevModeError(`could not take ${path}: another dev server is starting; try again`)
 }
@@ -136,7 +143,7 @@ async function lockCluster (path: string, projectDataDir: string): Promise<() =>
 /** A postmaster still running on the data (its dev server killed outright) would refuse a second one. */
 async function refuseRunningPostmaster (dataDir: string): Promise<void> {
   const pid = Number.parseInt((await readFile(join(dataDir, 'postmaster.pid'), 'utf8').catch(() => '')).split('\n')[0], 10)
-  if (Number.isInteger(pid) && pid > 0 && isAlive(pid)) {
+  if (isAlive(pid)) {
     throw new DevModeError(`a PostgreSQL (pid ${pid}) still runs on ${dataDir}, left by a dev server that did not stop it; stop it (kill ${pid}) first`)
   }
 }
@@ -195,6 +202,13 @@ function canTraverse (account: Account, directory: string): boolean {
   return spawnSync('test', ['-x', directory], { uid: account.uid, gid: account.gid, stdio: 'ignore', timeout: 10_000 }).status === 0
 }
 
+/** What PostgreSQL's user cannot reach in place: the binaries, or .data; undefined when both are fine. */
+function unreachableByPostgres (account: Account, binaries: Binaries, projectDataDir: string): string | undefined {
+  if (!canRun(account, binaries.initdb)) return binaries.nativeDir
+  if (!canTraverse(account, projectDataDir)) return projectDataDir
+  return undefined
+}
+
 interface Placement { dataDir: string, initdb: string, postgres: string, relocated: boolean }
 
 /**
@@ -207,8 +221,9 @@ async function placeCluster (options: ClusterOptions, binaries: Binaries, accoun
   if (account === undefined) return inPlace
   const projectDir = join(RELOCATION_ROOT, createHash('sha256').update(realpathSync(options.projectRoot)).digest('hex').slice(0, 16))
   const relocatedData = join(projectDir, 'pg')
-  const reachable = canRun(account, binaries.initdb) && canTraverse(account, options.projectDataDir)
-  if (reachable && !existsSync(join(relocatedData, 'PG_VERSION'))) return inPlace
+  const unreachable = unreachableByPostgres(account, binaries, options.projectDataDir)
+  const madeBefore = existsSync(join(relocatedData, 'PG_VERSION'))
+  if (unreachable === undefined && !madeBefore) return inPlace
 
   const binDir = await relocatedBinaries(binaries)
   await mkdir(projectDir, { recursive: true, mode: 0o755 })
@@ -221,7 +236,8 @@ async function placeCluster (options: ClusterOptions, binaries: Binaries, accoun
   if (!canRun(account, placement.initdb) || !canTraverse(account, projectDir)) {
     throw new DevModeError(`the "${SUPERUSER}" user cannot reach ${RELOCATION_ROOT} either; make its parents traversable (chmod o+x), run npm run dev as another user, or set DATABASE_URL`)
   }
-  options.log(`the "${SUPERUSER}" user PostgreSQL runs as cannot reach ${options.projectRoot}: the embedded PostgreSQL runs from ${binDir}, its data in ${relocatedData}`)
+  const where = `the embedded PostgreSQL runs from ${binDir}, its data in ${relocatedData}`
+  options.log(unreachable === undefined ? `${where} (where an earlier start put it)` : `the "${SUPERUSER}" user PostgreSQL runs as cannot reach ${unreachable}: ${where}`)
   return placement
 }
 

@@ -221,7 +221,7 @@ t.test('as root, in a checkout the postgres user cannot reach (inside a 0700 dir
   if (where === null) return
   const [, unreachable, binaries, dataDir] = where
   t.teardown(() => rm(join(dataDir, '..'), { recursive: true, force: true }))
-  t.equal(unreachable, tree.checkout)
+  t.ok(unreachable.startsWith(tree.checkout + '/'), `what it cannot reach is in the checkout (${unreachable})`)
   t.notOk(binaries.startsWith(hidden) || dataDir.startsWith(hidden), 'both outside the private directory')
   t.notMatch(dev.stderr, STACK_FRAME, 'no stack trace')
 
