@@ -68,7 +68,10 @@ export async function startCluster (options: ClusterOptions): Promise<Cluster> {
     const binaries = await platformBinaries()
     const placement = await placeCluster(options, binaries, account)
     await refuseRunningPostmaster(placement.dataDir)
-    if (fresh && placement.relocated) await rm(placement.dataDir, { recursive: true, force: true })
+    if (fresh && placement.relocated && existsSync(placement.dataDir)) {
+      options.log(`a new .data: the embedded PostgreSQL data an earlier one left in ${placement.dataDir} is discarded`)
+      await rm(placement.dataDir, { recursive: true, force: true })
+    }
     if (!existsSync(join(placement.dataDir, 'PG_VERSION'))) {
       options.log(`initialising the embedded PostgreSQL in ${placement.dataDir} (first start only)`)
       await initialise(placement.initdb, placement.dataDir, password, account)
