@@ -7,6 +7,7 @@ import { UnknownKeyError, unauthorized } from '../lib/errors.js'
 import { parseAuthorization } from '../lib/authorization.js'
 import { isUuid } from '../lib/uuid.js'
 import { credentialOfTokenId } from '../lib/token-id.js'
+import { isCanonicalCompactJws } from '../lib/jws.js'
 
 /**
  * Bearer authentication for every route under /api/ (unless the route says `config: { public: true }`,
@@ -108,6 +109,7 @@ export default fp(async function authPlugin (app: FastifyInstance) {
 
   async function validate (token: string, options: { audience?: string | string[] | null } = {}): Promise<Validation> {
     const audience = options.audience === undefined ? issuer : options.audience
+    if (!isCanonicalCompactJws(token)) return { ok: false, reason: 'malformed_token', claimedAgentId: claimedSubject(token) }
     let claims: JWTPayload
     try {
       // an introspecting resource server may ask about any audience: pass every audience the token names

@@ -2,9 +2,13 @@ import { Type } from 'typebox'
 
 /** Building blocks shared by every area's schemas. */
 
-/** printable text: no NUL or other control characters, which PostgreSQL and log pipelines choke on */
+/**
+ * printable text: no NUL or other control characters, which PostgreSQL and log pipelines choke on,
+ * and no invisible formatting — zero-width characters and bidirectional overrides make two labels
+ * that look the same differ, or one read backwards (issue 11, defect 12)
+ */
 export const SafeText = (minLength: number, maxLength: number, options: Record<string, unknown> = {}) =>
-  Type.String({ minLength, maxLength, pattern: '^[^\\u0000-\\u001f\\u007f]*$', ...options })
+  Type.String({ minLength, maxLength, pattern: '^[^\\u0000-\\u001f\\u007f\\u200b-\\u200f\\u202a-\\u202e\\u2060-\\u2064\\u2066-\\u2069\\ufeff]*$', ...options })
 
 export const Uuid = Type.String({ format: 'uuid', maxLength: 36, description: 'UUID' })
 

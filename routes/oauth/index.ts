@@ -1,6 +1,7 @@
 import formbody from '@fastify/formbody'
 import type { FastifyPluginAsync, FastifyReply, FastifyRequest } from 'fastify'
 import { OAuthError } from '../../lib/errors.js'
+import { repeatedTopLevelNames } from '../../lib/json-keys.js'
 import token from './token.js'
 import introspect from './introspect.js'
 import revoke from './revoke.js'
@@ -21,6 +22,14 @@ function refuseRepeatedParameters (request: FastifyRequest, _reply: FastifyReply
 const oauth: FastifyPluginAsync = async function oauthRoutes (app) {
   await app.register(formbody)
   app.addHook('preValidation', refuseRepeatedParameters)
+  // JSON bodies here: Fastify's own parser (prototype-poisoning checks included), after a look for repeated names
+  const parseJson = app.getDefaultJsonParser('error', 'error')
+  app.removeContentTypeParser('application/json')
+  app.addContentTypeParser('application/json', { parseAs: 'string' }, function parseOAuthJson (request, body, done) {
+    const repeated = repeatedTopLevelNames(body as string)
+    if (repeated.length > 0) return done(new OAuthError(400, 'invalid_request', `parameter repeated: ${repeated.join(', ')}`), undefined)
+    parseJson(request, body as string, done)
+  })
   await app.register(token)
   await app.register(introspect)
   await app.register(revoke)

@@ -51,6 +51,21 @@ t.test('control: a correctly formed RS256 at+jwt of this issuer is accepted', as
   t.equal(res.statusCode, 200, res.body)
 })
 
+t.test('a valid token in a non-canonical spelling (padding, non-zero unused bits) is refused as malformed (issue 11, defect 12)', async (t) => {
+  const { agent, claims } = await subject()
+  const token = await sign(claims, {})
+  const [header, payload, signature] = token.split('.')
+  // 256 signature bytes leave 2 unused bits in the last character: another letter, same bytes
+  const last = signature.at(-1) as string
+  const alphabet = 'ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_'
+  const twin = alphabet[alphabet.indexOf(last) ^ 1]
+  for (const spelling of [`${token}==`, `${header}.${payload}.${signature.slice(0, -1)}${twin}`, `${header}=.${payload}.${signature}`]) {
+    const res = await app.inject({ method: 'GET', url: agentUrl(agent.agentId), headers: bearer(spelling) })
+    t.equal(res.statusCode, 401, spelling.slice(-12))
+  }
+  t.equal((await app.inject({ method: 'GET', url: agentUrl(agent.agentId), headers: bearer(token) })).statusCode, 200, 'the canonical spelling works')
+})
+
 t.test('typ application/at+jwt is accepted like at+jwt', async (t) => {
   const { agent, claims } = await subject()
   const res = await app.inject({ method: 'GET', url: agentUrl(agent.agentId), headers: bearer(await sign(claims, { typ: 'application/at+jwt' })) })

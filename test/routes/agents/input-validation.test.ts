@@ -38,6 +38,15 @@ t.test('control characters other than NUL in owner are refused too', async (t) =
   }
 })
 
+t.test('invisible formatting in owner is refused: zero-width characters and bidirectional overrides (issue 11, defect 12)', async (t) => {
+  for (const owner of ['team\u200ba', 'team\u200da', 'team\u202ea', 'team\u2066a', '\ufeffteam']) {
+    assertValidationError(t, await post(agentBody({ owner })), 'body.owner')
+  }
+  const patched = await app.inject({ method: 'PATCH', url: agentUrl((await seedAgent(app)).agent.agentId), headers: admin.headers, payload: { owner: 'team\u202eb' } })
+  assertValidationError(t, patched, 'body.owner')
+  t.equal((await post(agentBody({ owner: 'équipe-α' }))).statusCode, 201, 'other Unicode text stays welcome')
+})
+
 t.test('a NUL byte in a JSON key is an unknown field: 400', async (t) => {
   const before = await countAllAgents()
   assertValidationError(t, await post(agentBody({ 'owner\u0000': 'x' })))

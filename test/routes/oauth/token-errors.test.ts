@@ -73,6 +73,15 @@ t.test('a resource with surrounding white space is invalid_target, never an audi
   }
 })
 
+t.test('a JSON body naming a parameter twice is invalid_request, like a repeated form parameter (issue 11, defect 12)', async (t) => {
+  for (const payload of ['{"grant_type":"client_credentials","scope":"docs:read","scope":"docs:write"}',
+    `{"grant_type":"client_credentials","client_id":"${client.agentId}","client_secret":"${client.secret}","client_secret":"other"}`]) {
+    const response = await app.inject({ method: 'POST', url: TOKEN, headers: { 'content-type': 'application/json' }, payload })
+    const body = assertOAuthError(t, response, 400, 'invalid_request')
+    t.match(body.error_description, /parameter repeated: (scope|client_secret)/)
+  }
+})
+
 t.test('a JSON body with a lone surrogate is invalid_request for its sender alone (issue 11, defect 2)', async (t) => {
   const response = await app.inject({
     method: 'POST',
