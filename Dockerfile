@@ -56,7 +56,9 @@ ENV NODE_ENV=production \
     NPM_CONFIG_UPDATE_NOTIFIER=false
 WORKDIR /app
 COPY package.json package-lock.json ./
-RUN --mount=type=cache,target=/root/.npm npm ci --omit=dev --ignore-scripts --no-audit --no-fund
+# /tmp as a tmpfs: npm on Node 24 leaves its module compile cache there, which is no part of the image
+RUN --mount=type=cache,target=/root/.npm --mount=type=tmpfs,target=/tmp \
+    npm ci --omit=dev --ignore-scripts --no-audit --no-fund
 COPY --from=build /app/dist ./dist
 # For Amazon RDS: DATABASE_URL=postgresql://…?sslmode=verify-full&sslrootcert=/app/certs/aws-rds-global-bundle.pem
 COPY --from=build /app/certs ./certs
