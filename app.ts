@@ -9,11 +9,13 @@ import securityHeadersPlugin from './plugins/security-headers.js'
 import dbPlugin from './plugins/db.js'
 import cachePlugin from './plugins/cache.js'
 import keysPlugin from './plugins/keys.js'
+import jobsPlugin from './plugins/jobs.js'
 import auditPlugin from './plugins/audit.js'
 import authPlugin from './plugins/auth.js'
 import policyPlugin from './plugins/policy.js'
 import swaggerPlugin from './plugins/swagger.js'
 import metricsPlugin from './plugins/metrics.js'
+import loadSheddingPlugin from './plugins/load-shedding.js'
 import rateLimitPlugin from './plugins/rate-limit.js'
 import clientAuthPlugin from './plugins/client-auth.js'
 import clientDirectoryPlugin from './plugins/client-directory.js'
@@ -85,6 +87,7 @@ export async function buildApp ({ config, logStream }: BuildOptions): Promise<Fa
   await app.register(configPlugin, { config })
   await app.register(errorsPlugin)
   await app.register(securityHeadersPlugin)
+  await app.register(loadSheddingPlugin)
   await app.register(cors, {
     origin: config.CORS_ORIGIN === '*' ? '*' : config.CORS_ORIGIN.split(',').map((origin) => origin.trim()),
     exposedHeaders: ['x-request-id', 'retry-after', 'www-authenticate']
@@ -92,6 +95,7 @@ export async function buildApp ({ config, logStream }: BuildOptions): Promise<Fa
   await app.register(dbPlugin)
   await app.register(cachePlugin)
   await app.register(keysPlugin)
+  await app.register(jobsPlugin)
   await app.register(auditPlugin)
   await app.register(rateLimitPlugin)
   await app.register(clientDirectoryPlugin)

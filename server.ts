@@ -2,13 +2,14 @@ import { parseArgs } from 'node:util'
 import pg from 'pg'
 import type { FastifyInstance } from 'fastify'
 import { buildApp } from './app.js'
-import { ConfigError, loadConfig, loadDatabaseUrl, readEnvironment } from './plugins/config.js'
-import { PolicyLoadError } from './plugins/policy.js'
-import { ProblemError } from './plugins/errors.js'
-import { migrate } from './lib/migrations.js'
-import { bootstrapAdmin } from './cli/bootstrap.js'
+import { loadConfig, loadDatabaseUrl, readEnvironment } from './plugins/config.js'
 import { auditPrune } from './cli/audit-prune.js'
-import { countAgents } from './routes/agents/repository.js'
+import { migrate, pendingMigrations } from './repositories/migrations.js'
+import { countAgents } from './repositories/agents.js'
+import { bootstrapAdmin } from './services/bootstrap.js'
+import { loadPolicyData } from './services/policy.js'
+import { ConfigError, DependencyUnavailableError, PolicyLoadError, ProblemError } from './lib/errors.js'
+import { bundledPolicyDir } from './lib/paths.js'
 
 /**
  * Process entry. Commands:
@@ -30,6 +31,11 @@ function fail (message: string): never {
 /** Startup failures a operator can fix get one clear line, not a stack trace. */
 function explain (error: unknown): string {
   if (error instanceof ConfigError || error instanceof PolicyLoadError) return error.message
+  if (error instanceof DependencyUnavailableError) {
+    const cause = (error.cause as { code?: string } | undefined)?.code ?? 'no answer'
+    const variable = error.dependency === 'redis' ? 'REDIS_URL' : error.dependency === 'vault' ? 'VAULT_ADDR' : 'DATABASE_URL'
+    return `startup refused: cannot reach ${error.dependency} at ${error.location ?? 'its address'} (${cause}); check ${variable} and that it is up`
+  }
   const code = (error as { code?: string }).code
   if (code === 'ECONNREFUSED' || code === 'ENOTFOUND' || code === '28P01' || code === '3D000') {
     return `startup failed: cannot use the database (${code})`
@@ -51,6 +57,32 @@ function stopOnSignals (app: FastifyInstance, after: () => Promise<void> = async
   process.once('SIGINT', () => stop('SIGINT'))
 }
 
+/** Where DATABASE_URL points, without its credentials. */
+function databaseLocation (databaseUrl: string): string {
+  const url = new URL(databaseUrl)
+  return `${url.hostname}:${url.port || '5432'}${url.pathname}`
+}
+
+/**
+ * Before listening: the database must answer and its schema must be at the latest bundled
+ * migration. A server on an unmigrated schema would pass a health check and then fail every
+ * request; one line says what is missing and what applies it.
+ */
+async function requireMigratedDatabase (databaseUrl: string): Promise<void> {
+  let pending: string[]
+  try {
+    pending = await withPool(databaseUrl, pendingMigrations)
+  } catch (error) {
+    const code = (error as { code?: string }).code ?? 'no answer'
+    fail(`startup refused: cannot use the database at ${databaseLocation(databaseUrl)} (${code}); check DATABASE_URL and that PostgreSQL is up`)
+  }
+  if (pending.length > 0) {
+    fail(`startup refused: the database schema is behind: ${pending.length} pending migration${pending.length === 1 ? '' : 's'} ` +
+      `(${pending.join(', ')}); apply them with \`npm run db:migrate\` (in the image: compose's migrate service, ` +
+      '`node_modules/.bin/node-pg-migrate up --migrations-dir migrations --migrations-table schema_migrations`), then start again')
+  }
+}
+
 async function start (): Promise<void> {
   let config
   try {
@@ -58,6 +90,7 @@ async function start (): Promise<void> {
   } catch (error) {
     fail(explain(error))
   }
+  await requireMigratedDatabase(config.DATABASE_URL)
   const app = await buildApp({ config }).catch((error: unknown) => fail(explain(error)))
   stopOnSignals(app)
   await app.listen({ port: config.PORT, host: config.HOST })
@@ -72,7 +105,7 @@ async function dev (): Promise<void> {
     await migrate(config.DATABASE_URL)
     const app = await buildApp({ config })
     if (await countAgents(app.pg) === 0) {
-      const admin = await withClient(config.DATABASE_URL, (client) => bootstrapAdmin(client, DEV_ADMIN_EMAIL))
+      const admin = await bootstrapAdmin(app.pg.pool, DEV_ADMIN_EMAIL, app.policy.platformScopes)
       // the one time a secret is printed: the first start's bootstrap admin
       process.stdout.write(JSON.stringify(admin) + '\n')
       log(`bootstrap admin ${DEV_ADMIN_EMAIL} created; its credentials are the JSON line above (shown once)`)
@@ -86,13 +119,13 @@ async function dev (): Promise<void> {
   }
 }
 
-async function withClient<T> (databaseUrl: string, work: (client: pg.Client) => Promise<T>): Promise<T> {
-  const client = new pg.Client({ connectionString: databaseUrl, connectionTimeoutMillis: 5000 })
-  await client.connect()
+/** A one-connection pool for a command that is not the server. */
+async function withPool<T> (databaseUrl: string, work: (pool: pg.Pool) => Promise<T>): Promise<T> {
+  const pool = new pg.Pool({ connectionString: databaseUrl, max: 1, connectionTimeoutMillis: 5000, application_name: 'agentidp-cli' })
   try {
-    return await work(client)
+    return await work(pool)
   } finally {
-    await client.end()
+    await pool.end()
   }
 }
 
@@ -107,13 +140,17 @@ async function bootstrap (args: string[]): Promise<void> {
     fail('bootstrap: --email <address> is required and must be an email address')
   }
   let databaseUrl: string
+  let platformScopes: string[]
   try {
-    databaseUrl = loadDatabaseUrl(readEnvironment())
+    const env = readEnvironment()
+    databaseUrl = loadDatabaseUrl(env)
+    // the platform scopes are the policy data's: the same POLICY_DIR as the server's
+    platformScopes = (await loadPolicyData(env.POLICY_DIR === undefined || env.POLICY_DIR === '' ? bundledPolicyDir : env.POLICY_DIR)).platformScopes
   } catch (error) {
     fail(explain(error))
   }
   try {
-    const admin = await withClient(databaseUrl, (client) => bootstrapAdmin(client, email))
+    const admin = await withPool(databaseUrl, (pool) => bootstrapAdmin(pool, email, platformScopes))
     process.stdout.write(JSON.stringify(admin) + '\n')
   } catch (error) {
     if (error instanceof ProblemError && error.code === 'AGENT_ALREADY_EXISTS') {

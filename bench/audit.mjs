@@ -13,7 +13,7 @@ import { buildApp } from '../dist/app.js'
 import { benchConfig, benchSchema } from './support.mjs'
 import { newTokenId } from '../dist/lib/token-id.js'
 import { encodeCursor } from '../dist/lib/cursor.js'
-import { sealPending } from '../dist/routes/audit/sealer.js'
+import { sealPending } from '../dist/services/audit/sealer.js'
 
 const EVENTS = Number(process.env.BENCH_EVENTS ?? 1_000_000)
 const REQUESTS = Number(process.env.BENCH_REQUESTS ?? 200)

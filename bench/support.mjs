@@ -1,7 +1,7 @@
 // What both benchmarks need: a fresh schema and the app's configuration for it.
 import { generateKeyPairSync, randomUUID } from 'node:crypto'
 import { loadConfig } from '../dist/plugins/config.js'
-import { migrate } from '../dist/lib/migrations.js'
+import { migrate } from '../dist/repositories/migrations.js'
 import { bundledPolicyDir } from '../dist/lib/paths.js'
 
 export const BASE_DATABASE_URL = process.env.BENCH_DATABASE_URL ?? 'postgres://postgres@127.0.0.1:5432/test'

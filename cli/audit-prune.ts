@@ -1,12 +1,12 @@
 import pg from 'pg'
-import { pruneExpiredEvents } from '../routes/audit/retention.js'
+import { pruneExpiredEvents } from '../services/audit/retention.js'
 
 export interface PruneResult { deleted: number, retentionDays: number }
 
 /**
  * `node dist/server.js audit-prune`, for cron: the retention run every server instance also does
  * on a schedule, until no expired event is left. Safe beside running servers and other prune
- * runs (see routes/audit/retention.ts).
+ * runs (see services/audit/retention.ts).
  */
 export async function auditPrune (databaseUrl: string, retentionDays: number): Promise<PruneResult> {
   const pool = new pg.Pool({ connectionString: databaseUrl, max: 1, connectionTimeoutMillis: 5000, application_name: 'agentidp-audit-prune' })

@@ -4,6 +4,7 @@ import { mkdir, readFile, writeFile } from 'node:fs/promises'
 import { userInfo } from 'node:os'
 import { join } from 'node:path'
 import pg from 'pg'
+import { ensureDatabase } from '../repositories/database.js'
 import { bundledPolicyDir, dataDir } from '../lib/paths.js'
 import { freePort } from '../lib/net.js'
 
@@ -75,9 +76,11 @@ async function startEmbeddedPostgres (log: (message: string) => void): Promise<{
   await server.start()
   const admin = new pg.Client({ host: '127.0.0.1', port, user: 'postgres', password, database: 'postgres' })
   await admin.connect()
-  const { rowCount } = await admin.query('SELECT 1 FROM pg_database WHERE datname = $1', [DEV_DATABASE])
-  if (rowCount === 0) await admin.query(`CREATE DATABASE ${DEV_DATABASE}`)
-  await admin.end()
+  try {
+    await ensureDatabase(admin, DEV_DATABASE)
+  } finally {
+    await admin.end()
+  }
   return {
     url: `postgres://postgres:${encodeURIComponent(password)}@127.0.0.1:${port}/${DEV_DATABASE}`,
     stop: () => server.stop()

@@ -1,4 +1,4 @@
-import { validationError } from '../plugins/errors.js'
+import { validationError } from './errors.js'
 import { isUuid } from './uuid.js'
 
 /**
@@ -31,6 +31,3 @@ export function decodeCursor (cursor: string): Keyset {
   }
   throw validationError('cursor is invalid', [{ field: 'querystring.cursor', message: 'is not a cursor returned by this API' }])
 }
-
-/** SQL expression giving a timestamptz column as the exact text a cursor carries. */
-export const exactTimestamp = (column: string) => `to_char(${column} AT TIME ZONE 'UTC', 'YYYY-MM-DD"T"HH24:MI:SS.US"Z"')`

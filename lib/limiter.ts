@@ -1,17 +1,10 @@
+import { OverloadedError } from './errors.js'
+
 /**
  * Runs at most `concurrency` tasks at once and queues at most `maxQueued` more; beyond that a task
  * is refused at once. Used to keep argon2 verifications (≈ 45 ms of a libuv thread each) from
  * occupying every thread that token signing also needs.
  */
-export class OverloadedError extends Error {
-  /** answered as 503 (SERVICE_UNAVAILABLE / temporarily_unavailable) with Retry-After */
-  readonly statusCode = 503
-  constructor () {
-    super('too many verifications in progress')
-    this.name = 'OverloadedError'
-  }
-}
-
 export interface Limiter {
   run<T> (task: () => Promise<T>): Promise<T>
 }

@@ -1,6 +1,5 @@
 import { LogController, type FastifyReply, type FastifyRequest, type FastifyServerOptions } from 'fastify'
 import pino from 'pino'
-import type { Config } from '../plugins/config.js'
 import { redactLine } from './redact.js'
 import { routeLabel } from './metric-labels.js'
 
@@ -23,7 +22,7 @@ export const REDACTED_PATHS = [
 ]
 
 /** The one logger configuration; `destination` lets tests capture the lines. */
-export function loggerOptions (config: Pick<Config, 'LOG_LEVEL'>, destination?: NodeJS.WritableStream): FastifyServerOptions['logger'] {
+export function loggerOptions (config: { LOG_LEVEL: string }, destination?: NodeJS.WritableStream): FastifyServerOptions['logger'] {
   return {
     level: config.LOG_LEVEL,
     redact: { paths: REDACTED_PATHS, censor: '[redacted]' },

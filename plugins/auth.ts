@@ -1,10 +1,10 @@
 import fp from 'fastify-plugin'
 import { decodeJwt, errors as joseErrors, type JWTPayload } from 'jose'
 import type { FastifyInstance, FastifyRequest } from 'fastify'
-import { unauthorized } from './errors.js'
-import { UnknownKeyError } from './keys.js'
-import { agentExists, findTokenState, type TokenState } from '../routes/oauth/repository.js'
-import { issuedBeforeValidAfter } from '../lib/token-time.js'
+import { findTokenState } from '../repositories/tokens.js'
+import { revocationReason, type RevocationReason } from '../services/revocation.js'
+import { UnknownKeyError, unauthorized } from '../lib/errors.js'
+import { parseAuthorization } from '../lib/authorization.js'
 import { isUuid } from '../lib/uuid.js'
 import { credentialOfTokenId } from '../lib/token-id.js'
 
@@ -32,26 +32,16 @@ export interface Principal {
 
 export type FailureReason =
   | 'malformed_token' | 'bad_signature' | 'unknown_kid' | 'bad_algorithm' | 'wrong_type' | 'wrong_issuer'
-  | 'wrong_audience' | 'expired_token' | 'token_not_yet_valid' | 'missing_claim'
-  | 'unknown_agent' | 'agent_suspended' | 'agent_decommissioned' | 'token_revoked' | 'credential_revoked'
+  | 'wrong_audience' | 'expired_token' | 'token_not_yet_valid' | 'missing_claim' | 'unknown_agent'
+  | RevocationReason
 
 export type Validation =
   | { ok: true, principal: Principal }
   | { ok: false, reason: FailureReason, claimedAgentId: string | null }
 
-export interface AccessTokens {
+export interface Auth {
   /** full validation, signature to revocation state; `audience` defaults to ISSUER_URL */
   validate (token: string, options?: { audience?: string | string[] | null }): Promise<Validation>
-}
-
-/** Why a correctly signed, unexpired token is nevertheless dead now; null when it is alive. */
-function revocationReason (state: TokenState, iat: number): FailureReason | null {
-  if (state.agentStatus === 'suspended') return 'agent_suspended'
-  if (state.agentStatus === 'decommissioned') return 'agent_decommissioned'
-  if (issuedBeforeValidAfter(iat, state.validAfterMs)) return 'token_revoked'
-  if (state.tokenRevoked) return 'token_revoked'
-  if (state.credentialRevoked) return 'credential_revoked'
-  return null
 }
 
 const DESCRIPTIONS: Record<FailureReason, string> = {
@@ -100,11 +90,9 @@ function claimedSubject (token: string): string | null {
   }
 }
 
-const BEARER = /^Bearer +([A-Za-z0-9\-._~+/]+=*) *$/i
-
 declare module 'fastify' {
   interface FastifyInstance {
-    accessTokens: AccessTokens
+    auth: Auth
   }
   interface FastifyRequest {
     principal?: Principal
@@ -158,38 +146,22 @@ export default fp(async function authPlugin (app: FastifyInstance) {
     }
   }
 
-  /** auth.failed names the claimed agent only when it exists: an unverified `sub` is attacker-chosen */
-  async function existingAgentOrNull (agentId: string | null): Promise<string | null> {
-    return agentId !== null && await agentExists(app.pg, agentId) ? agentId : null
-  }
-
   async function authenticate (request: FastifyRequest): Promise<void> {
-    const header = request.headers.authorization
-    const match = header === undefined ? null : BEARER.exec(header)
-    if (match === null) {
-      const missing = header === undefined || header === ''
-      await app.audit.record(request, {
-        action: 'auth.failed',
-        outcome: 'failure',
-        agentId: null,
-        metadata: { reason: missing ? 'missing_token' : 'malformed_authorization', method: 'bearer', route: request.routeOptions.url }
-      })
+    const authorization = parseAuthorization(request.headers.authorization)
+    if (authorization?.scheme !== 'bearer' || authorization.credentials === null) {
+      const missing = authorization === null
+      await app.audit.authFailed(request, { claimedAgentId: null, reason: missing ? 'missing_token' : 'malformed_authorization', method: 'bearer' })
       throw unauthorized(missing ? 'an access token is required' : 'the Authorization header must be "Bearer <access token>"', false)
     }
-    const result = await validate(match[1])
+    const result = await validate(authorization.credentials)
     if (!result.ok) {
-      await app.audit.record(request, {
-        action: 'auth.failed',
-        outcome: 'failure',
-        agentId: await existingAgentOrNull(result.claimedAgentId),
-        metadata: { reason: result.reason, method: 'bearer', route: request.routeOptions.url }
-      })
+      await app.audit.authFailed(request, { claimedAgentId: result.claimedAgentId, reason: result.reason, method: 'bearer' })
       throw unauthorized(DESCRIPTIONS[result.reason], true)
     }
     request.principal = result.principal
   }
 
-  app.decorate('accessTokens', { validate })
+  app.decorate('auth', { validate })
   app.decorateRequest('principal', undefined)
 
   app.addHook('onRoute', function requireBearer (route) {

@@ -2,7 +2,7 @@ import fp from 'fastify-plugin'
 import fastifyRedis from '@fastify/redis'
 import { Redis } from 'ioredis'
 import type { FastifyInstance } from 'fastify'
-import { DependencyUnavailableError } from './errors.js'
+import { DependencyUnavailableError } from '../lib/errors.js'
 
 /**
  * The shared cache: Redis in production, an in-process stand-in in dev mode when REDIS_URL is
@@ -127,6 +127,31 @@ export function createRedisClient (url: string): Redis {
   })
 }
 
+/** How long start waits for Redis: well inside Fastify's plugin timeout, so the reason is ours to tell. */
+const START_TIMEOUT_MS = 5000
+
+/** Resolves once the client is ready; a DependencyUnavailableError naming host:port when it isn't in time. */
+async function connected (client: Redis, url: string): Promise<void> {
+  if (client.status === 'ready') return
+  const { hostname, port } = new URL(url)
+  await new Promise<void>((resolve, reject) => {
+    let lastError: unknown
+    const onError = (error: unknown) => { lastError = error }
+    const cleanup = () => {
+      clearTimeout(timer)
+      client.off('ready', onReady)
+      client.off('error', onError)
+    }
+    const onReady = () => { cleanup(); resolve() }
+    const timer = setTimeout(() => {
+      cleanup()
+      reject(new DependencyUnavailableError('redis', { cause: lastError, location: `${hostname}:${port || '6379'}` }))
+    }, START_TIMEOUT_MS)
+    client.on('ready', onReady)
+    client.on('error', onError)
+  })
+}
+
 declare module 'fastify' {
   interface FastifyInstance {
     cache: Cache
@@ -149,6 +174,12 @@ export default fp(async function cachePlugin (app: FastifyInstance) {
     // handled here so an outage never becomes an unhandled 'error' event that kills the process
     app.log.warn({ err: { message: error.message, code: (error as { code?: string }).code } }, 'redis connection error')
   })
+  try {
+    await connected(client, url)
+  } catch (error) {
+    client.disconnect()
+    throw error
+  }
   await app.register(fastifyRedis, { client, closeClient: false })
   const cache = redisCache(client, app.config.CACHE_PREFIX, observe, app.log)
   app.decorate('cache', cache)

@@ -1,11 +1,11 @@
 import { createHmac, randomBytes, timingSafeEqual } from 'node:crypto'
 import fp from 'fastify-plugin'
 import type { FastifyInstance, FastifyRequest } from 'fastify'
-import { OAuthError, RateLimitError } from './errors.js'
+import type { ClientRecord } from '../repositories/credentials.js'
+import { credentialIdOf, decoy, verifySecret } from '../services/secrets.js'
+import { OAuthError, RateLimitError } from '../lib/errors.js'
+import { parseAuthorization } from '../lib/authorization.js'
 import { createLimiter } from '../lib/limiter.js'
-import { isUuid } from '../lib/uuid.js'
-import { credentialIdOf, decoy, verifySecret } from '../routes/credentials/secrets.js'
-import { agentExists, type ClientRecord } from '../routes/oauth/repository.js'
 
 /**
  * OAuth client authentication (RFC 6749 §2.3.1): client_secret_basic or client_secret_post, never
@@ -41,7 +41,6 @@ export interface ClientAuthenticator {
   authenticate (request: FastifyRequest, body: ClientCredentialFields): Promise<AuthenticatedClient>
 }
 
-const BASIC = /^Basic +([A-Za-z0-9+/]+=*) *$/i
 const FAILURE_WINDOW_SECONDS = 60
 const DIGEST_TTL_MS = 10 * 60_000
 const DIGEST_MAX_ENTRIES = 10_000
@@ -54,10 +53,9 @@ function invalidRequest (description: string): OAuthError {
 }
 
 /** RFC 6749 §2.3.1: Basic credentials are form-urlencoded before base64. */
-function fromBasicHeader (header: string): PresentedCredentials | null {
-  const match = BASIC.exec(header)
-  if (match === null) return null
-  const decoded = Buffer.from(match[1], 'base64').toString('utf8')
+function fromBasicCredentials (credentials: string | null): PresentedCredentials | null {
+  if (credentials === null) return null
+  const decoded = Buffer.from(credentials, 'base64').toString('utf8')
   const colon = decoded.indexOf(':')
   if (colon < 0) return null
   try {
@@ -116,13 +114,13 @@ export default fp(async function clientAuthPlugin (app: FastifyInstance) {
 
   /** The presented credentials; 'malformed' for an unreadable Basic header; null when there are none. */
   function presented (request: FastifyRequest, body: ClientCredentialFields): PresentedCredentials | 'malformed' | null {
-    const header = request.headers.authorization
-    const basic = typeof header === 'string' && /^basic /i.test(header)
+    const authorization = parseAuthorization(request.headers.authorization)
+    const basic = authorization?.scheme === 'basic'
     if (basic && body.client_secret !== undefined) {
       throw invalidRequest('client credentials were sent both in the Authorization header and in the body')
     }
     if (basic) {
-      const credentials = fromBasicHeader(header)
+      const credentials = fromBasicCredentials(authorization.credentials)
       if (credentials === null) return 'malformed'
       if (body.client_id !== undefined && body.client_id !== credentials.clientId) {
         throw invalidRequest('client_id in the body does not match the Authorization header')
@@ -138,13 +136,7 @@ export default fp(async function clientAuthPlugin (app: FastifyInstance) {
 
   /** Records a failed authentication (audit + the IP's failure count), then gives the one 401 answer. */
   async function reject (request: FastifyRequest, method: AuthenticatedClient['method'] | null, claimedClientId: string | null, reason: string): Promise<never> {
-    const known = claimedClientId !== null && isUuid(claimedClientId) && await agentExists(app.pg, claimedClientId)
-    await app.audit.record(request, {
-      action: 'auth.failed',
-      outcome: 'failure',
-      agentId: known ? claimedClientId.toLowerCase() : null,
-      metadata: { reason, method: 'client_credentials', endpoint: request.routeOptions.url }
-    })
+    await app.audit.authFailed(request, { claimedAgentId: claimedClientId, reason, method: 'client_credentials' })
     if (failuresPerIp !== null) await failuresPerIp(request)
     throw new OAuthError(401, 'invalid_client', 'client authentication failed',
       method === 'client_secret_basic' ? { 'www-authenticate': 'Basic realm="agentidp", charset="UTF-8"' } : {})
@@ -156,17 +148,14 @@ export default fp(async function clientAuthPlugin (app: FastifyInstance) {
     const window = await failuresPerIp(request, { increment: false })
     if (window.isAllowed) return
     if (window.remaining === 0) {
-      await app.audit.record(request, {
-        action: 'access.denied', outcome: 'failure', agentId: null,
-        metadata: { reason: 'auth_failures_rate_limited', endpoint: request.routeOptions.url }
-      })
+      await app.audit.denied(request, { agentId: null, reason: 'auth_failures_rate_limited' })
       throw new RateLimitError(Math.max(1, window.ttlInSeconds), 'rate_limited', 'too many failed client authentications from this address; retry later')
     }
   }
 
   async function verify (request: FastifyRequest, credentials: PresentedCredentials): Promise<AuthenticatedClient> {
     const credentialId = credentialIdOf(credentials.secret)
-    const record = credentialId === null ? null : await app.clients.find(credentialId)
+    const record = credentialId === null ? null : await app.clientDirectory.find(credentialId)
     const matches = record !== null && record.agentId === credentials.clientId.toLowerCase()
     const usable = matches && record.credentialStatus === 'active' && record.agentStatus !== 'decommissioned' ? record : null
     // the same argon2 work whether or not there is a real hash to compare against
@@ -182,10 +171,7 @@ export default fp(async function clientAuthPlugin (app: FastifyInstance) {
     }
     const client = record as ClientRecord
     if (client.agentStatus === 'suspended') {
-      await app.audit.record(request, {
-        action: 'auth.failed', outcome: 'failure', agentId: client.agentId,
-        metadata: { reason: 'agent_suspended', method: 'client_credentials', endpoint: request.routeOptions.url }
-      })
+      await app.audit.authFailed(request, { claimedAgentId: client.agentId, reason: 'agent_suspended', method: 'client_credentials' })
       throw new OAuthError(400, 'unauthorized_client', 'the client is suspended')
     }
     return {
@@ -199,8 +185,7 @@ export default fp(async function clientAuthPlugin (app: FastifyInstance) {
 
   const authenticator: ClientAuthenticator = {
     presents (request, body) {
-      const header = request.headers.authorization
-      return (typeof header === 'string' && /^basic /i.test(header)) || body.client_secret !== undefined || body.client_id !== undefined
+      return parseAuthorization(request.headers.authorization)?.scheme === 'basic' || body.client_secret !== undefined || body.client_id !== undefined
     },
     async authenticate (request, body) {
       await refuseFloodingIp(request)

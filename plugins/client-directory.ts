@@ -1,6 +1,6 @@
 import fp from 'fastify-plugin'
 import type { FastifyInstance } from 'fastify'
-import { findClientByCredential, type ClientRecord } from '../routes/oauth/repository.js'
+import { findClientByCredential, type ClientRecord } from '../repositories/credentials.js'
 
 /**
  * Who a credential belongs to and whether it may be used, for client authentication — read from
@@ -31,7 +31,7 @@ function expiredBy (record: ClientRecord, now: number): ClientRecord {
 }
 
 declare module 'fastify' {
-  interface FastifyInstance { clients: ClientDirectory }
+  interface FastifyInstance { clientDirectory: ClientDirectory }
 }
 
 export default fp(async function clientDirectoryPlugin (app: FastifyInstance) {
@@ -85,5 +85,5 @@ export default fp(async function clientDirectoryPlugin (app: FastifyInstance) {
       }
     }
   }
-  app.decorate('clients', directory)
+  app.decorate('clientDirectory', directory)
 }, { name: 'client-directory', dependencies: ['db', 'cache'], fastify: '5.x' })

@@ -3,6 +3,8 @@ import dotenv from 'dotenv'
 import fp from 'fastify-plugin'
 import { Type, type Static } from 'typebox'
 import { Value } from 'typebox/value'
+import { ConfigError, type ConfigProblem } from '../lib/errors.js'
+import { bundledPolicyDir } from '../lib/paths.js'
 
 /**
  * Every environment variable the IdP reads, in one schema. This module is the only reader of
@@ -28,14 +30,18 @@ const EnvSchema = Type.Object({
   VAULT_ADDR: Type.Optional(Type.String({ pattern: '^https?://', maxLength: 2048 })),
   VAULT_TOKEN: Type.Optional(Text('Vault token, required with VAULT_ADDR')),
   VAULT_MOUNT: Type.String({ default: 'secret', pattern: '^[A-Za-z0-9_\\-/]+$', maxLength: 255 }),
-  POLICY_DIR: Type.String({ default: '/policies', minLength: 1, maxLength: 4096 }),
+  POLICY_DIR: Type.String({ default: bundledPolicyDir, minLength: 1, maxLength: 4096, description: 'the authorization policy; default: the policies/ bundled with the code' }),
   TOKEN_TTL_SECONDS: Type.Integer({ minimum: 60, maximum: 86_400, default: 3600 }),
   RATE_LIMIT_TOKEN_PER_CLIENT: Limit(100, 'token requests per minute per client_id'),
   RATE_LIMIT_AUTH_FAILURES_PER_IP: Limit(30, 'failed client authentications per minute per IP'),
   TOKEN_MONTHLY_QUOTA: Limit(10_000, 'tokens per agent per UTC month'),
   MAX_AGENTS_PER_OWNER: Limit(100, 'agents per owner label'),
   AUDIT_RETENTION_DAYS: Limit(90, 'days audit events are kept'),
+  AUDIT_SEAL_INTERVAL_MS: Type.Integer({ minimum: 50, maximum: 60_000, default: 1000, description: 'how often committed audit events are sealed into the hash chain' }),
+  AUDIT_RETENTION_INTERVAL_SECONDS: Type.Integer({ minimum: 1, maximum: 86_400, default: 900, description: 'how often expired audit events are pruned' }),
+  TOKEN_PRUNE_INTERVAL_SECONDS: Type.Integer({ minimum: 1, maximum: 86_400, default: 600, description: 'how often revocations of expired tokens are pruned' }),
   TRUST_PROXY: Type.String({ default: '', maxLength: 4096, description: 'comma-separated addresses/CIDRs whose X-Forwarded-For is believed' }),
+  MAX_EVENT_LOOP_DELAY_MS: Limit(1000, 'event-loop lag in milliseconds beyond which requests are shed with 503'),
   METRICS_ENABLED: Flag(true, 'serve GET /metrics'),
   METRICS_TOKEN: Type.Optional(Type.String({ minLength: 32, maxLength: 4096, pattern: '^[A-Za-z0-9._~+/=-]+$', description: 'when set, GET /metrics requires Authorization: Bearer <METRICS_TOKEN>' })),
   DOCS_ENABLED: Flag(true, 'serve /docs and /docs/json')
@@ -53,14 +59,6 @@ export interface Config extends Omit<Env, 'JWT_ADDITIONAL_PUBLIC_KEYS' | 'TRUST_
   EMBEDDED: boolean
 }
 
-/** A missing or malformed variable; server.ts prints `message` as one line and exits non-zero. */
-export class ConfigError extends Error {
-  constructor (readonly variable: string, problem: string) {
-    super(`configuration error: ${variable} ${problem}`)
-    this.name = 'ConfigError'
-  }
-}
-
 export interface LoadOptions {
   /** dev mode: REDIS_URL may be unset (in-process cache) */
   embedded?: boolean
@@ -76,22 +74,34 @@ export function loadConfig (env: Record<string, string | undefined>, options: Lo
     if (value !== undefined && value !== '') raw[key] = value
   }
   const candidate = Value.Default(EnvSchema, Value.Convert(EnvSchema, raw)) as Record<string, unknown>
-  const firstError = Value.Errors(EnvSchema, candidate)[0]
-  if (firstError !== undefined) throw describe(firstError, candidate)
+  // every problem in one report: an operator fixes them all in one round, not one per restart
+  const problems: ConfigProblem[] = []
+  const add = (problem: ConfigProblem) => { if (!problems.some((known) => known.variable === problem.variable)) problems.push(problem) }
+  for (const error of Value.Errors(EnvSchema, candidate)) describe(error, candidate).forEach(add)
+  const invalid = (variable: string) => problems.some((known) => known.variable === variable)
+  const collect = (check: () => void) => {
+    try {
+      check()
+    } catch (error) {
+      if (!(error instanceof ConfigError)) throw error
+      error.problems.forEach(add)
+    }
+  }
 
   const parsed = candidate as Env
-  const privatePem = normalisePem(parsed.JWT_PRIVATE_KEY)
-  const publicPem = normalisePem(parsed.JWT_PUBLIC_KEY)
-  checkKeyPair(privatePem, publicPem)
+  const privatePem = normalisePem(parsed.JWT_PRIVATE_KEY ?? '')
+  const publicPem = normalisePem(parsed.JWT_PUBLIC_KEY ?? '')
+  if (!invalid('JWT_PRIVATE_KEY') && !invalid('JWT_PUBLIC_KEY')) collect(() => { checkKeyPair(privatePem, publicPem) })
   const additional = splitPems(normalisePem(parsed.JWT_ADDITIONAL_PUBLIC_KEYS ?? ''))
-  additional.forEach((pem) => parsePublicKey('JWT_ADDITIONAL_PUBLIC_KEYS', pem))
+  collect(() => { additional.forEach((pem) => parsePublicKey('JWT_ADDITIONAL_PUBLIC_KEYS', pem)) })
 
-  if (parsed.REDIS_URL === undefined && options.embedded !== true) {
-    throw new ConfigError('REDIS_URL', 'is required (the in-process cache exists only in dev mode)')
+  if (parsed.REDIS_URL === undefined && options.embedded !== true && !invalid('REDIS_URL')) {
+    add({ variable: 'REDIS_URL', problem: 'is required (the in-process cache exists only in dev mode)' })
   }
   if (parsed.VAULT_ADDR !== undefined && parsed.VAULT_TOKEN === undefined) {
-    throw new ConfigError('VAULT_TOKEN', 'is required when VAULT_ADDR is set')
+    add({ variable: 'VAULT_TOKEN', problem: 'is required when VAULT_ADDR is set' })
   }
+  if (problems.length > 0) throw ConfigError.of(problems)
 
   return {
     ...parsed,
@@ -119,12 +129,16 @@ export function loadDatabaseUrl (env: Record<string, string | undefined>): strin
   return value
 }
 
-function describe (error: { instancePath: string, keyword: string, message: string, params: unknown }, candidate: Record<string, unknown>): ConfigError {
-  const variable = error.instancePath.replace(/^\//, '') ||
-    String((error.params as { requiredProperties?: string[] }).requiredProperties?.[0] ?? 'environment')
-  if (error.keyword === 'required' || candidate[variable] === undefined) return new ConfigError(variable, 'is required')
+/** A schema error as problems: one per variable (a `required` error names every missing one). */
+function describe (error: { instancePath: string, keyword: string, message: string, params: unknown }, candidate: Record<string, unknown>): ConfigProblem[] {
+  if (error.keyword === 'required') {
+    const missing = (error.params as { requiredProperties?: string[] }).requiredProperties ?? ['environment']
+    return missing.map((variable) => ({ variable, problem: 'is required' }))
+  }
+  const variable = error.instancePath.replace(/^\//, '')
+  if (candidate[variable] === undefined) return [{ variable, problem: 'is required' }]
   // never echo the value: it may be a secret (a key, a token, a URL with a password)
-  return new ConfigError(variable, `is malformed: ${error.message}`)
+  return [{ variable, problem: `is malformed: ${error.message}` }]
 }
 
 /** Orchestrators often deliver PEMs on one line with literal "\n" sequences. */

@@ -2,19 +2,7 @@ import fp from 'fastify-plugin'
 import fastifyPostgres from '@fastify/postgres'
 import pg from 'pg'
 import type { FastifyInstance } from 'fastify'
-import type { PoolClient, QueryResult, QueryResultRow } from 'pg'
 import { sqlOperation } from '../lib/metric-labels.js'
-
-/**
- * What a repository needs: the pool, or the client of a transaction in progress. Hot-path queries
- * pass `{ name, text, values }`: a named statement is parsed and planned once per connection.
- */
-export interface Queryable {
-  query<R extends QueryResultRow = QueryResultRow>(text: string, values?: unknown[]): Promise<QueryResult<R>>
-  query<R extends QueryResultRow = QueryResultRow>(statement: { name: string, text: string, values: unknown[] }): Promise<QueryResult<R>>
-}
-
-export type TransactionClient = PoolClient
 
 export type QueryObserver = (operation: string, seconds: number) => void
 

@@ -1,112 +1,22 @@
 import fp from 'fastify-plugin'
 import type { FastifyError, FastifyInstance, FastifyReply, FastifyRequest } from 'fastify'
 import { completeRequest, noteFailure } from '../lib/logger.js'
+import {
+  isDependencyFailure, OAuthError, OverloadedError, ProblemError, RateLimitError, validationError,
+  type FieldError, type OAuthErrorCode, type ProblemCode
+} from '../lib/errors.js'
 
 /**
- * The product's coded errors and the one error handler that renders them: RFC 6749 §5.2 bodies on
- * OAuth routes (route config `oauth: true`), RFC 9457 problem details everywhere else. Handlers
- * throw; they never build error JSON themselves. A 5xx never carries driver text or stacks.
+ * The one error handler: whatever is thrown (lib/errors.ts's coded errors, Fastify's validation
+ * and framework errors, driver failures) is rendered as an RFC 6749 §5.2 body on OAuth routes
+ * (route config `oauth: true`) and as RFC 9457 problem details everywhere else. Handlers throw;
+ * they never build error JSON themselves. A 5xx never carries driver text or stacks.
  */
-
-export type ProblemCode =
-  | 'VALIDATION_ERROR' | 'UNAUTHORIZED' | 'FORBIDDEN' | 'NOT_FOUND'
-  | 'AGENT_NOT_FOUND' | 'CREDENTIAL_NOT_FOUND' | 'AUDIT_EVENT_NOT_FOUND'
-  | 'AGENT_ALREADY_EXISTS' | 'AGENT_ALREADY_DECOMMISSIONED' | 'CREDENTIAL_ALREADY_REVOKED'
-  | 'RATE_LIMIT_EXCEEDED' | 'FREE_TIER_LIMIT_EXCEEDED' | 'CONFLICT'
-  | 'SERVICE_UNAVAILABLE' | 'INTERNAL_ERROR'
-
-export interface FieldError { field: string, message: string }
 
 const TITLES: Record<number, string> = {
   400: 'Bad Request', 401: 'Unauthorized', 403: 'Forbidden', 404: 'Not Found', 405: 'Method Not Allowed',
   409: 'Conflict', 413: 'Content Too Large', 415: 'Unsupported Media Type', 429: 'Too Many Requests',
   500: 'Internal Server Error', 503: 'Service Unavailable'
-}
-
-export class ProblemError extends Error {
-  constructor (
-    readonly statusCode: number,
-    readonly code: ProblemCode,
-    readonly detail: string,
-    readonly headers: Record<string, string> = {},
-    readonly errors?: FieldError[]
-  ) {
-    super(detail)
-    this.name = 'ProblemError'
-  }
-}
-
-export const validationError = (detail: string, errors?: FieldError[]) => new ProblemError(400, 'VALIDATION_ERROR', detail, {}, errors)
-export const conflict = (code: ProblemCode, detail: string) => new ProblemError(409, code, detail)
-export const notFound = (code: ProblemCode, detail: string) => new ProblemError(404, code, detail)
-
-/** RFC 6750 §3: 401 names the problem only when a token was actually presented. */
-export function unauthorized (detail: string, tokenPresented: boolean): ProblemError {
-  const challenge = tokenPresented
-    ? `Bearer error="invalid_token", error_description="${detail}"`
-    : 'Bearer'
-  return new ProblemError(401, 'UNAUTHORIZED', detail, { 'www-authenticate': challenge })
-}
-
-export function insufficientScope (scope: string): ProblemError {
-  return new ProblemError(403, 'FORBIDDEN', `this operation requires the ${scope} scope`, {
-    'www-authenticate': `Bearer error="insufficient_scope", scope="${scope}"`
-  })
-}
-
-export function forbidden (detail: string): ProblemError {
-  return new ProblemError(403, 'FORBIDDEN', detail)
-}
-
-export type OAuthErrorCode =
-  | 'invalid_request' | 'invalid_client' | 'invalid_grant' | 'unauthorized_client' | 'unsupported_grant_type'
-  | 'invalid_scope' | 'invalid_target' | 'invalid_token' | 'rate_limited' | 'quota_exceeded' | 'temporarily_unavailable' | 'server_error'
-
-/** An RFC 6749 §5.2 error. */
-export class OAuthError extends Error {
-  constructor (
-    readonly statusCode: number,
-    readonly error: OAuthErrorCode,
-    readonly description: string,
-    readonly headers: Record<string, string> = {}
-  ) {
-    super(description)
-    this.name = 'OAuthError'
-  }
-}
-
-/** PostgreSQL, Redis or Vault could not answer: always a 503, never the driver's words. */
-export class DependencyUnavailableError extends Error {
-  readonly statusCode = 503
-  constructor (readonly dependency: 'postgres' | 'redis' | 'vault', options?: { cause?: unknown }) {
-    super(`${dependency} is unavailable`, options)
-    this.name = 'DependencyUnavailableError'
-  }
-}
-
-export class RateLimitError extends Error {
-  readonly statusCode = 429
-  constructor (readonly retryAfterSeconds: number, readonly oauthError: OAuthErrorCode = 'rate_limited', detail = 'too many requests') {
-    super(detail)
-    this.name = 'RateLimitError'
-  }
-}
-
-const CONNECTION_ERRNOS = new Set(['ECONNREFUSED', 'ECONNRESET', 'ETIMEDOUT', 'EHOSTUNREACH', 'ENOTFOUND', 'EPIPE', 'EAI_AGAIN'])
-// pg pool/connection failures and ioredis ones (offline queue disabled, reconnecting, timed out)
-const PG_CONNECTION_MESSAGES = /timeout exceeded when trying to connect|Connection terminated|connection error|Query read timeout|Client was closed|Cannot use a pool after calling end|Stream isn't writeable|Connection is closed|Command timed out|Reached the max retries per request/i
-
-/** True for errors that mean "the database (or another dependency) is not answering". */
-export function isDependencyFailure (error: unknown): boolean {
-  if (error instanceof DependencyUnavailableError) return true
-  if (typeof error !== 'object' || error === null) return false
-  const { code, message } = error as { code?: unknown, message?: unknown }
-  if (typeof code === 'string') {
-    if (CONNECTION_ERRNOS.has(code)) return true
-    // SQLSTATE class 08 = connection exception; 57P01-57P03 = server shutting down / starting; 53300 = too many connections
-    if (/^08|^57P0[1-3]$|^53300$/.test(code)) return true
-  }
-  return typeof message === 'string' && PG_CONNECTION_MESSAGES.test(message)
 }
 
 interface Rendered { status: number, code: ProblemCode, detail: string, headers: Record<string, string>, errors?: FieldError[] }
@@ -121,6 +31,9 @@ function classify (error: Thrown): Rendered {
   }
   if (error instanceof RateLimitError) {
     return { status: 429, code: 'RATE_LIMIT_EXCEEDED', detail: error.message, headers: { 'retry-after': String(error.retryAfterSeconds) } }
+  }
+  if (error instanceof OverloadedError) {
+    return { status: 503, code: 'SERVICE_UNAVAILABLE', detail: error.message, headers: { 'retry-after': '5' } }
   }
   if (isDependencyFailure(error) || error.statusCode === 503) {
     return { status: 503, code: 'SERVICE_UNAVAILABLE', detail: 'a backing service is unavailable; retry later', headers: { 'retry-after': '5' } }
@@ -184,7 +97,8 @@ function oauthBody (error: Thrown): { status: number, error: OAuthErrorCode, des
  */
 function logFailure (request: FastifyRequest, error: Error, status: number, code: string): void {
   noteFailure(request, code)
-  if (status >= 500) request.log.error({ err: error }, 'request failed')
+  // shedding load is the plan working, not a failure to investigate: no stack per refused request
+  if (status >= 500 && !(error instanceof OverloadedError)) request.log.error({ err: error }, 'request failed')
 }
 
 async function errorHandler (this: FastifyInstance, error: FastifyError, request: FastifyRequest, reply: FastifyReply) {

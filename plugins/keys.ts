@@ -3,6 +3,7 @@ import { promisify } from 'node:util'
 import fp from 'fastify-plugin'
 import { calculateJwkThumbprint, exportJWK, jwtVerify, type JWTPayload, type JWTVerifyResult } from 'jose'
 import type { FastifyInstance } from 'fastify'
+import { UnknownKeyError } from '../lib/errors.js'
 
 /**
  * The signing key ring. Tokens are signed only with the current key; the current key and every
@@ -81,14 +82,6 @@ export async function createKeyRing (privatePem: string, additionalPublicPems: s
       })
     },
     jwks: () => published
-  }
-}
-
-export class UnknownKeyError extends Error {
-  readonly code = 'ERR_UNKNOWN_KID'
-  constructor () {
-    super('the token was not signed by a key of this issuer')
-    this.name = 'UnknownKeyError'
   }
 }
 

@@ -4,7 +4,8 @@ import { Counter, Histogram, Registry, collectDefaultMetrics } from 'prom-client
 import { Type } from 'typebox'
 import type { FastifyInstance, FastifyReply, FastifyRequest } from 'fastify'
 import { Problem } from '../schemas/common.js'
-import { unauthorized } from './errors.js'
+import { unauthorized } from '../lib/errors.js'
+import { bearerToken } from '../lib/authorization.js'
 import { cappedLabel, methodLabel, redisCommand, routeLabel } from '../lib/metric-labels.js'
 
 /**
@@ -67,9 +68,8 @@ function digest (value: string): Buffer {
 function requireMetricsToken (token: string) {
   const expected = digest(token)
   return async function checkMetricsToken (request: FastifyRequest): Promise<void> {
-    const header = request.headers.authorization
-    const presented = /^Bearer +(\S+) *$/i.exec(header ?? '')?.[1]
-    if (presented === undefined) throw unauthorized('a metrics token is required', false)
+    const presented = bearerToken(request.headers.authorization)
+    if (presented === null) throw unauthorized('a metrics token is required', false)
     if (!timingSafeEqual(digest(presented), expected)) throw unauthorized('the metrics token is not valid', true)
   }
 }

@@ -1,36 +1,76 @@
 import type { FastifyPluginAsyncTypebox } from '@fastify/type-provider-typebox'
-import { Health } from '../schemas/health.js'
+import { Health, Liveness, Readiness } from '../schemas/health.js'
+import { pendingMigrations } from '../repositories/migrations.js'
 
-/** Each dependency gets this long; /health must answer within 1 s even when one hangs. */
+/**
+ * Health, split the way orchestrators use it:
+ * - /health/live: the process and its event loop answer; never a dependency (container
+ *   HEALTHCHECK, ECS container check, Kubernetes liveness): a database failover must not make the
+ *   orchestrator replace healthy processes. Never shed under load.
+ * - /health/ready: PostgreSQL and Redis answer and the schema is at the latest bundled migration
+ *   (load balancer targets, Cloud Run's startup probe, compose's depends_on).
+ * - /health: the deployment reference's runbook shape, kept as it was.
+ * Each probe gets PROBE_TIMEOUT_MS, so every answer comes within a second even when one hangs.
+ */
 const PROBE_TIMEOUT_MS = 700
 
-async function probe (check: () => Promise<unknown>): Promise<'connected' | 'error'> {
+type Probe<T> = T | 'error'
+
+async function probe<T> (check: () => Promise<T>): Promise<Probe<T>> {
   let timer: NodeJS.Timeout | undefined
   const timeout = new Promise<'error'>((resolve) => { timer = setTimeout(() => resolve('error'), PROBE_TIMEOUT_MS) })
   try {
-    return await Promise.race([check().then(() => 'connected' as const, () => 'error' as const), timeout])
+    return await Promise.race([check().catch(() => 'error' as const), timeout])
   } finally {
     clearTimeout(timer)
   }
 }
 
 const health: FastifyPluginAsyncTypebox = async function healthRoutes (app) {
+  /** Both dependencies at once; the schema's migration state comes with PostgreSQL's answer. */
+  async function dependencies () {
+    const [pending, redis] = await Promise.all([
+      probe(() => pendingMigrations(app.pg)),
+      probe(async () => { await app.cache.ping(); return 'connected' as const })
+    ])
+    return {
+      postgres: pending === 'error' ? 'error' as const : 'connected' as const,
+      redis,
+      migrations: pending === 'error' ? 'unknown' as const : pending.length === 0 ? 'current' as const : 'pending' as const
+    }
+  }
+
+  const operation = (operationId: string, summary: string, response: Record<number, unknown>) =>
+    ({ tags: ['operations'], operationId, summary, response })
+
   app.get('/health', {
     logLevel: 'warn',
-    schema: {
-      tags: ['operations'],
-      operationId: 'getHealth',
-      summary: 'Liveness and dependency status',
-      response: { 200: Health, 503: Health }
-    }
+    schema: operation('getHealth', 'Dependency status (the runbook\'s check)', { 200: Health, 503: Health })
   }, async function getHealth (_request, reply) {
-    const [postgres, redis] = await Promise.all([
-      probe(() => app.pg.query('SELECT 1')),
-      probe(() => app.cache.ping())
-    ])
+    const { postgres, redis } = await dependencies()
     const healthy = postgres === 'connected' && redis === 'connected'
     reply.code(healthy ? 200 : 503).header('cache-control', 'no-store')
     return { status: healthy ? 'ok' as const : 'degraded' as const, postgres, redis }
+  })
+
+  app.get('/health/live', {
+    logLevel: 'warn',
+    config: { shedLoad: false },
+    schema: operation('getLiveness', 'Liveness: the process can serve (no dependency is checked)', { 200: Liveness })
+  }, async function getLiveness (_request, reply) {
+    reply.header('cache-control', 'no-store')
+    return { status: 'ok' as const }
+  })
+
+  app.get('/health/ready', {
+    logLevel: 'warn',
+    schema: operation('getReadiness', 'Readiness: PostgreSQL and Redis answer and the schema is at the latest migration',
+      { 200: Readiness, 503: Readiness })
+  }, async function getReadiness (_request, reply) {
+    const status = await dependencies()
+    const ready = status.postgres === 'connected' && status.redis === 'connected' && status.migrations === 'current'
+    reply.code(ready ? 200 : 503).header('cache-control', 'no-store')
+    return { status: ready ? 'ok' as const : 'degraded' as const, ...status }
   })
 }
 

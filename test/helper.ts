@@ -4,12 +4,12 @@ import pg from 'pg'
 import type { FastifyInstance } from 'fastify'
 import { buildApp } from '../app.js'
 import { loadConfig, type Config } from '../plugins/config.js'
-import { migrate } from '../lib/migrations.js'
+import { migrate } from '../repositories/migrations.js'
 import { bundledPolicyDir } from '../lib/paths.js'
-import { insertAgent } from '../routes/agents/repository.js'
-import { insertCredential } from '../routes/credentials/repository.js'
+import { insertAgent } from '../repositories/agents.js'
+import { insertCredential } from '../repositories/credentials.js'
 import { newTokenId } from '../lib/token-id.js'
-import { PLATFORM_SCOPES } from '../schemas/scopes.js'
+import { loadPolicyData } from '../services/policy.js'
 
 /**
  * Test harness: every test file gets its own PostgreSQL schema and its own Redis key prefix, so
@@ -30,6 +30,9 @@ function pemPair () {
 }
 
 export const testKeys = pemPair()
+
+/** The platform scopes of the bundled policy data (the only place they are defined). */
+export const PLATFORM_SCOPES: readonly string[] = (await loadPolicyData(bundledPolicyDir)).platformScopes
 
 export function schemaUrl (schema: string, base = BASE_DATABASE_URL): string {
   const url = new URL(base)
@@ -59,6 +62,8 @@ export function testEnv (databaseUrl: string, overrides: Record<string, string |
     JWT_PUBLIC_KEY: testKeys.publicKey,
     ISSUER_URL: ISSUER,
     POLICY_DIR: bundledPolicyDir,
+    // a busy CI machine lags: load shedding is tested on its own (test/plugins/load-shedding.test.ts)
+    MAX_EVENT_LOOP_DELAY_MS: '0',
     ...overrides
   }
 }

@@ -1,5 +1,6 @@
 import t, { type Test } from 'tap'
-import { createSchema, testEnv, testKeys } from './helper.js'
+import pg from 'pg'
+import { BASE_DATABASE_URL, createSchema, schemaUrl, testEnv, testKeys } from './helper.js'
 import {
   baseEnv, compiledServer, ensureBuild, isListening, sparePort, startProcess, waitFor, type RunningProcess
 } from './support/private-services.js'
@@ -108,4 +109,63 @@ t.test('PEMs given on one line with literal \\n sequences are accepted and the s
   t.equal((await health(port))?.status, 200)
   server.child.kill('SIGTERM')
   t.equal((await server.exited).code, 0)
+})
+
+t.test('every missing or malformed variable is reported in one run, one line each, before any port is bound', async (t) => {
+  const port = await sparePort()
+
+  const result = await runUntilExit(t, productionEnv(port, { JWT_PRIVATE_KEY: undefined, ISSUER_URL: undefined, TOKEN_TTL_SECONDS: '5', REDIS_URL: 'http://not-redis' }), port)
+
+  t.not(result.code, 0)
+  const lines = result.stderr.trim().split('\n')
+  t.same(lines.map((line) => /^configuration error: ([A-Z_]+) /.exec(line)?.[1]).sort(),
+    ['ISSUER_URL', 'JWT_PRIVATE_KEY', 'REDIS_URL', 'TOKEN_TTL_SECONDS'], 'each problem named once', { stderr: result.stderr })
+  t.notOk(result.bound)
+})
+
+t.test('a database that was never migrated: exit non-zero with one line naming the pending migrations and the command', async (t) => {
+  const port = await sparePort()
+  const { schema } = await createSchema(t)
+  const empty = `${schema}_empty`
+  const db = new pg.Client({ connectionString: BASE_DATABASE_URL })
+  await db.connect()
+  await db.query(`CREATE SCHEMA ${empty}`)
+  t.teardown(async () => { await db.query(`DROP SCHEMA ${empty} CASCADE`); await db.end() })
+
+  const result = await runUntilExit(t, productionEnv(port, { DATABASE_URL: schemaUrl(empty) }), port)
+
+  t.not(result.code, 0)
+  const lines = result.stderr.trim().split('\n')
+  t.equal(lines.length, 1, 'one line', { stderr: result.stderr })
+  t.match(lines[0], /^startup refused: the database schema is behind: 8 pending migrations \(001_create_agents, .*008_audit_hash_chain\); apply them with `npm run db:migrate`/)
+  t.notOk(result.bound, 'never listened')
+})
+
+t.test('a database missing only the newest migration is refused the same way, naming just that one', async (t) => {
+  const port = await sparePort()
+  const { schema } = await createSchema(t)
+  const db = new pg.Client({ connectionString: BASE_DATABASE_URL })
+  await db.connect()
+  await db.query(`DELETE FROM ${schema}.schema_migrations WHERE name = '008_audit_hash_chain'`)
+  await db.end()
+
+  const result = await runUntilExit(t, productionEnv(port, { DATABASE_URL: schemaUrl(schema) }), port)
+
+  t.not(result.code, 0)
+  t.match(result.stderr.trim(), /^startup refused: the database schema is behind: 1 pending migration \(008_audit_hash_chain\)/)
+})
+
+t.test('an unreachable database or Redis at start is said in words, naming host and port, never the password', async (t) => {
+  const port = await sparePort()
+  const closed = await sparePort()
+
+  const noDatabase = await runUntilExit(t, productionEnv(port, { DATABASE_URL: `postgres://agentidp:s3cret-pw@127.0.0.1:${closed}/agentidp` }), port)
+  t.not(noDatabase.code, 0)
+  t.match(noDatabase.stderr.trim(), new RegExp(`^startup refused: cannot use the database at 127\\.0\\.0\\.1:${closed}/agentidp \\(ECONNREFUSED\\); check DATABASE_URL`))
+  t.notOk(noDatabase.stderr.includes('s3cret-pw'), 'the password is not printed')
+
+  const noRedis = await runUntilExit(t, productionEnv(port, { REDIS_URL: `redis://127.0.0.1:${closed}`, LOG_LEVEL: 'error' }), port)
+  t.not(noRedis.code, 0)
+  t.match(noRedis.stderr.trim(), new RegExp(`^startup refused: cannot reach redis at 127\\.0\\.0\\.1:${closed} \\(ECONNREFUSED\\); check REDIS_URL`))
+  t.notOk(noRedis.bound, 'never listened')
 })

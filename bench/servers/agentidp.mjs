@@ -2,7 +2,7 @@
 // client whose secret is argon2id-hashed as in production. Prints one JSON line once it listens.
 import pg from 'pg'
 import { buildApp } from '../../dist/app.js'
-import { bootstrapAdmin } from '../../dist/cli/bootstrap.js'
+import { bootstrapAdmin } from '../../dist/services/bootstrap.js'
 import { BASE_DATABASE_URL as base, benchConfig, benchSchema } from '../support.mjs'
 
 const port = Number(process.argv[2])
@@ -14,12 +14,8 @@ const config = benchConfig(schema, url, {
   TOKEN_MONTHLY_QUOTA: '0'
 })
 
-const client = new pg.Client({ connectionString: config.DATABASE_URL })
-await client.connect()
-const admin = await bootstrapAdmin(client, `bench-${schema}@example.com`)
-await client.end()
-
 const app = await buildApp({ config })
+const admin = await bootstrapAdmin(app.pg.pool, `bench-${schema}@example.com`, app.policy.platformScopes)
 await app.listen({ port, host: '127.0.0.1' })
 
 async function shutdown () {

@@ -2,16 +2,15 @@ import type { FastifyPluginAsyncTypebox } from '@fastify/type-provider-typebox'
 import type { FastifyRequest } from 'fastify'
 import { Agent, AgentList, AgentParams, CreateAgent, ListAgentsQuery, UpdateAgent } from '../../schemas/agents.js'
 import { ManagementErrors, NoContent, Problem } from '../../schemas/common.js'
-import { conflict, ProblemError } from '../../plugins/errors.js'
-import { agentNotFound } from '../../plugins/policy.js'
 import type { Principal } from '../../plugins/auth.js'
-import type { TransactionClient } from '../../plugins/db.js'
-import type { AuditEntry } from '../../plugins/audit.js'
 import {
   countAgentsOfOwner, countOtherActiveHolders, findAgent, insertAgent, listAgents, lockOwner, lockScopeHolders,
   setAgentStatus, updateAgentFields
-} from './repository.js'
-import { revokeAllCredentials } from '../credentials/repository.js'
+} from '../../repositories/agents.js'
+import { revokeAllCredentials } from '../../repositories/credentials.js'
+import { inTransaction, type TransactionClient } from '../../repositories/transaction.js'
+import type { AuditEntry } from '../../services/audit/record.js'
+import { agentNotFound, conflict, ProblemError } from '../../lib/errors.js'
 
 /** The scope whose last active holder may not be suspended, decommissioned or stripped of it. */
 const ADMIN_SCOPE = 'agents:write'
@@ -28,12 +27,7 @@ const agents: FastifyPluginAsyncTypebox = async function agentsRoutes (app) {
   const principalOf = (request: FastifyRequest) => request.principal as Principal
 
   async function refuse (request: FastifyRequest, refusal: Refusal): Promise<never> {
-    await app.audit.record(request, {
-      action: 'access.denied',
-      outcome: 'failure',
-      agentId: refusal.agentId,
-      metadata: { reason: refusal.reason, policyAction: request.routeOptions.config.policy }
-    })
+    await app.audit.denied(request, { agentId: refusal.agentId, reason: refusal.reason, details: { policyAction: request.routeOptions.config.policy } })
     throw refusal.error
   }
 
@@ -62,7 +56,7 @@ const agents: FastifyPluginAsyncTypebox = async function agentsRoutes (app) {
     const notGrantable = grantRefusal(request, input.capabilities, principalOf(request).agentId)
     if (notGrantable !== null) return await refuse(request, notGrantable)
     const limit = app.config.MAX_AGENTS_PER_OWNER
-    const result = await app.pg.transact(async function registerAgent (db) {
+    const result = await inTransaction(app.pg.pool, async function registerAgent (db) {
       if (limit > 0) {
         await lockOwner(db, input.owner)
         if (await countAgentsOfOwner(db, input.owner) >= limit) {
@@ -120,7 +114,7 @@ const agents: FastifyPluginAsyncTypebox = async function agentsRoutes (app) {
    * (plus one `credential.revoked` per credential a decommissioning revokes).
    */
   async function changeAgent (request: FastifyRequest, agentId: string, patch: UpdateAgent): Promise<Agent> {
-    const result = await app.pg.transact(async function applyAgentChange (db): Promise<Agent | Refusal> {
+    const result = await inTransaction(app.pg.pool, async function applyAgentChange (db): Promise<Agent | Refusal> {
       const current = await findAgent(db, agentId, { forUpdate: true })
       if (current === null) throw agentNotFound(agentId)
       if (current.status === 'decommissioned') throw conflict('AGENT_ALREADY_DECOMMISSIONED', `agent ${agentId} is decommissioned`)
@@ -152,7 +146,7 @@ const agents: FastifyPluginAsyncTypebox = async function agentsRoutes (app) {
     })
     if (result instanceof Refusal) return await refuse(request, result)
     // the token endpoint must see a new status or narrower capabilities now, on every instance
-    await app.clients.changed({ agentId })
+    await app.clientDirectory.changed({ agentId })
     return result
   }
 

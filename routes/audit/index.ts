@@ -3,19 +3,14 @@ import { ManagementErrors } from '../../schemas/common.js'
 import {
   AuditEvent, AuditEventParams, AuditList, AuditVerification, ListAuditQuery, VerifyAuditQuery
 } from '../../schemas/audit.js'
-import { notFound, validationError } from '../../plugins/errors.js'
-import { findAuditEvent, listAuditEvents } from './repository.js'
-import { verifyChain } from './verify.js'
-import { startRetentionJob } from './retention.js'
+import { findAuditEvent, listAuditEvents } from '../../repositories/audit-events.js'
+import { verifyChain } from '../../services/audit/verify.js'
+import { notFound, validationError } from '../../lib/errors.js'
 
 /**
  * The audit trail, read-only (scope audit:read): the events, newest first with keyset pagination,
- * one event, and the verification of the hash chain. Also runs the retention job of this instance.
+ * one event, and the verification of the hash chain. (Retention runs in plugins/jobs.ts.)
  */
-
-// first run a minute after start (not in the middle of a rolling deploy's warm-up), then every quarter hour
-const RETENTION_FIRST_RUN_MS = 60_000
-const RETENTION_INTERVAL_MS = 15 * 60_000
 
 /** PostgreSQL has no year 0 (JavaScript and RFC 3339 do): refuse it here rather than answer 500. */
 function checkDateRange (query: { startDate?: string, endDate?: string }): void {
@@ -80,17 +75,6 @@ const audit: FastifyPluginAsyncTypebox = async function auditRoutes (app) {
     if (event === null) throw notFound('AUDIT_EVENT_NOT_FOUND', `audit event ${request.params.eventId} not found`)
     return event
   })
-
-  const retentionDays = app.config.AUDIT_RETENTION_DAYS
-  if (retentionDays > 0) {
-    const job = startRetentionJob(app.pg.pool, retentionDays, {
-      intervalMs: RETENTION_INTERVAL_MS,
-      firstRunMs: RETENTION_FIRST_RUN_MS,
-      onError: (error) => { app.log.warn({ err: error }, 'audit retention failed; will retry') },
-      onPruned: (deleted) => { app.log.info({ deleted, retentionDays }, 'expired audit events deleted') }
-    })
-    app.addHook('onClose', async () => { await job.stop() })
-  }
 }
 
 export default audit

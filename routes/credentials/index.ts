@@ -3,16 +3,15 @@ import type { FastifyReply, FastifyRequest } from 'fastify'
 import { AgentParams } from '../../schemas/agents.js'
 import { ManagementErrors, NoContent, Problem } from '../../schemas/common.js'
 import { CreateCredential, CredentialList, CredentialParams, IssuedCredential, RotateCredential } from '../../schemas/credentials.js'
-import { conflict, notFound, validationError } from '../../plugins/errors.js'
-import { agentNotFound } from '../../plugins/policy.js'
-import type { Queryable } from '../../plugins/db.js'
 import type { Agent } from '../../schemas/agents.js'
 import type { Credential } from '../../schemas/credentials.js'
-import { findAgent } from '../agents/repository.js'
+import { findAgent } from '../../repositories/agents.js'
 import {
   countActiveCredentials, findCredential, insertCredential, listCredentials, replaceSecret, revokeCredential
-} from './repository.js'
-import { hashSecret, generateSecret, newSecret } from './secrets.js'
+} from '../../repositories/credentials.js'
+import { inTransaction, type Queryable } from '../../repositories/transaction.js'
+import { hashSecret, generateSecret, newSecret } from '../../services/secrets.js'
+import { agentNotFound, conflict, notFound, validationError } from '../../lib/errors.js'
 
 /** An agent holds at most this many usable (active, unexpired) credentials. */
 export const MAX_ACTIVE_CREDENTIALS = 5
@@ -68,7 +67,7 @@ const credentials: FastifyPluginAsyncTypebox = async function credentialRoutes (
     }
     const { credentialId, secret, secretHash } = await newSecret()
     const limitReached = conflict('CONFLICT', `agent ${agentId} already has ${MAX_ACTIVE_CREDENTIALS} active credentials; revoke one first`)
-    const credential = await app.pg.transact(async function generate (db) {
+    const credential = await inTransaction(app.pg.pool, async function generate (db) {
       await lockedAgent(db, agentId)
       if (await countActiveCredentials(db, agentId) >= MAX_ACTIVE_CREDENTIALS) throw limitReached
       const created = await insertCredential(db, { credentialId, clientId: agentId, secretHash, expiresAt: expiresAt ?? null })
@@ -79,9 +78,7 @@ const credentials: FastifyPluginAsyncTypebox = async function credentialRoutes (
     }).catch(async (error: unknown) => {
       // a limit breach is audited on its own, after the rollback, so that the record survives it
       if (error === limitReached) {
-        await app.audit.record(request, {
-          action: 'access.denied', outcome: 'failure', agentId, metadata: { reason: 'credential_limit', policyAction: 'credentials.create' }
-        })
+        await app.audit.denied(request, { agentId, reason: 'credential_limit', details: { policyAction: 'credentials.create' } })
       }
       throw error
     })
@@ -122,7 +119,7 @@ const credentials: FastifyPluginAsyncTypebox = async function credentialRoutes (
     const { agentId, credentialId } = request.params
     const secret = generateSecret(credentialId)
     const secretHash = await hashSecret(secret)
-    const credential = await app.pg.transact(async function rotate (db) {
+    const credential = await inTransaction(app.pg.pool, async function rotate (db) {
       await lockedAgent(db, agentId)
       const current = await existingCredential(db, agentId, credentialId)
       if (current.status === 'expired') throw conflict('CONFLICT', `credential ${credentialId} has expired; generate a new one`)
@@ -130,7 +127,7 @@ const credentials: FastifyPluginAsyncTypebox = async function credentialRoutes (
       await app.audit.record(request, { action: 'credential.rotated', agentId, metadata: { credentialId } }, db)
       return rotated
     })
-    await app.clients.changed({ credentialId })
+    await app.clientDirectory.changed({ credentialId })
     noStore(reply)
     return { ...credential, clientSecret: secret }
   })
@@ -147,14 +144,14 @@ const credentials: FastifyPluginAsyncTypebox = async function credentialRoutes (
     }
   }, async function revokeCredentialRoute (request, reply) {
     const { agentId, credentialId } = request.params
-    await app.pg.transact(async function revoke (db) {
+    await inTransaction(app.pg.pool, async function revoke (db) {
       const agent = await findAgent(db, agentId, { forUpdate: true })
       if (agent === null) throw agentNotFound(agentId)
       await existingCredential(db, agentId, credentialId)
       await revokeCredential(db, credentialId)
       await app.audit.record(request, { action: 'credential.revoked', agentId, metadata: { credentialId } }, db)
     })
-    await app.clients.changed({ credentialId })
+    await app.clientDirectory.changed({ credentialId })
     reply.code(204)
     return null
   })

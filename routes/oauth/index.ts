@@ -1,11 +1,10 @@
 import formbody from '@fastify/formbody'
 import type { FastifyPluginAsync, FastifyReply, FastifyRequest } from 'fastify'
-import { OAuthError } from '../../plugins/errors.js'
+import { OAuthError } from '../../lib/errors.js'
 import token from './token.js'
 import introspect from './introspect.js'
 import revoke from './revoke.js'
 import wellKnown from './well-known.js'
-import pruneTokens from './prune-tokens.js'
 
 /**
  * The OAuth 2.0 endpoints, in their own encapsulated scope: only here are form-encoded bodies
@@ -26,7 +25,6 @@ const oauth: FastifyPluginAsync = async function oauthRoutes (app) {
   await app.register(introspect)
   await app.register(revoke)
   await app.register(wellKnown)
-  await app.register(pruneTokens)
 }
 
 export default oauth

@@ -23,7 +23,7 @@ const introspect: FastifyPluginAsyncTypebox = async function introspectRoute (ap
     }
   }, async function introspectToken (request, reply) {
     const caller = await authenticateCaller(app, request, request.body)
-    const result = await app.accessTokens.validate(request.body.token, { audience: null })
+    const result = await app.auth.validate(request.body.token, { audience: null })
     const visible = result.ok && app.policy.decide({
       principal: caller, action: 'tokens.introspect', target: { agentId: result.principal.agentId }
     }).allow

@@ -2,10 +2,10 @@ import { Type } from 'typebox'
 import { decodeJwt } from 'jose'
 import type { FastifyPluginAsyncTypebox } from '@fastify/type-provider-typebox'
 import { OAuthErrors, TokenParameter } from '../../schemas/oauth.js'
-import { OAuthError } from '../../plugins/errors.js'
+import { recordRevokedToken } from '../../repositories/tokens.js'
+import { OAuthError } from '../../lib/errors.js'
 import { isUuid } from '../../lib/uuid.js'
 import { credentialOfTokenId } from '../../lib/token-id.js'
-import { recordRevokedToken } from './repository.js'
 import { authenticateCaller } from './caller.js'
 
 /**
@@ -34,12 +34,7 @@ const revoke: FastifyPluginAsyncTypebox = async function revokeRoute (app) {
 
     const decision = app.policy.decide({ principal: caller, action: 'tokens.revoke', target: { agentId: subject.agentId } })
     if (!decision.allow) {
-      await app.audit.record(request, {
-        action: 'access.denied',
-        outcome: 'failure',
-        agentId: subject.agentId,
-        metadata: { actorId: caller.agentId, reason: 'not_token_owner', endpoint: 'revoke', jti: subject.jti }
-      })
+      await app.audit.denied(request, { agentId: subject.agentId, reason: 'not_token_owner', details: { actorId: caller.agentId, jti: subject.jti } })
       throw new OAuthError(400, 'unauthorized_client', 'this client may not revoke a token issued to another client')
     }
     if (await recordRevokedToken(app.pg, subject.jti, subject.agentId, subject.exp)) {

@@ -1,19 +1,19 @@
 import type { FastifyPluginAsyncTypebox } from '@fastify/type-provider-typebox'
 import type { FastifyRequest } from 'fastify'
 import { OAuthErrors, TokenRequest, TokenResponse } from '../../schemas/oauth.js'
-import { OAuthError, RateLimitError } from '../../plugins/errors.js'
-import { toAuditRecord } from '../../plugins/audit.js'
 import type { AuthenticatedClient } from '../../plugins/client-auth.js'
+import { createIssuanceLog, secondsUntilNextMonth } from '../../services/issuance-log.js'
+import { toAuditRecord } from '../../services/audit/record.js'
+import { OAuthError, RateLimitError } from '../../lib/errors.js'
 import { issueSecond } from '../../lib/token-time.js'
 import { newTokenId } from '../../lib/token-id.js'
-import { createIssuanceLog, secondsUntilNextMonth } from './issuance-log.js'
 
 /**
  * POST /api/v1/token — the client_credentials grant (RFC 6749 §4.4) issuing RFC 9068 access
  * tokens. The hot path: the credential and its agent (cached briefly, invalidated on every change,
  * see plugins/client-auth.ts), no argon2 for a secret this instance verified recently, one RS256
  * signature, and the issuance's writes shared with the other requests of the moment in one commit
- * (issuance-log.ts).
+ * (services/issuance-log.ts).
  */
 
 // RFC 6749 §3.3: scope-token = 1*( %x21 / %x23-5B / %x5D-7E )
@@ -43,7 +43,7 @@ function audienceFor (resource: string | undefined, issuer: string): string {
 const token: FastifyPluginAsyncTypebox = async function tokenRoute (app) {
   const issuer = app.config.ISSUER_URL
   const ttl = app.config.TOKEN_TTL_SECONDS
-  const issuanceLog = createIssuanceLog(app)
+  const issuanceLog = createIssuanceLog({ pool: app.pg.pool, quota: app.config.TOKEN_MONTHLY_QUOTA, onWritten: () => { app.audit.written() } })
   const perClientLimit = app.config.RATE_LIMIT_TOKEN_PER_CLIENT
   const tokenRequestsPerClient = perClientLimit === 0
     ? null
@@ -54,9 +54,7 @@ const token: FastifyPluginAsyncTypebox = async function tokenRoute (app) {
     })
 
   async function refusal (request: FastifyRequest, client: AuthenticatedClient, reason: string, details: Record<string, unknown> = {}): Promise<void> {
-    await app.audit.record(request, {
-      action: 'access.denied', outcome: 'failure', agentId: client.agentId, metadata: { actorId: client.agentId, reason, endpoint: 'token', ...details }
-    })
+    await app.audit.denied(request, { agentId: client.agentId, reason, details: { actorId: client.agentId, ...details } })
   }
 
   app.post('/api/v1/token', {
@@ -101,7 +99,7 @@ const token: FastifyPluginAsyncTypebox = async function tokenRoute (app) {
     // quota, or whose writes failed, is dropped unsent.
     const [accessToken, granted] = await Promise.all([
       app.keys.sign({ iss: issuer, sub: client.agentId, client_id: client.agentId, aud: audience, iat, exp: iat + ttl, jti, scope }),
-      issuanceLog.record(toAuditRecord(request, {
+      issuanceLog.record(toAuditRecord(app.audit.context(request), {
         action: 'token.issued',
         agentId: client.agentId,
         metadata: { actorId: client.agentId, jti, credentialId: client.credentialId, scope, audience, expiresAt: iat + ttl, authMethod: client.method }

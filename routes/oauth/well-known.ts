@@ -1,6 +1,5 @@
 import type { FastifyPluginAsyncTypebox } from '@fastify/type-provider-typebox'
 import { Jwks, ServerMetadata } from '../../schemas/oauth.js'
-import { PLATFORM_SCOPES } from '../../schemas/scopes.js'
 
 /**
  * Discovery: the JWKS (public members only) and RFC 8414 metadata. With an ISSUER_URL that has a
@@ -23,7 +22,8 @@ const wellKnown: FastifyPluginAsyncTypebox = async function wellKnownRoutes (app
     token_endpoint_auth_methods_supported: clientAuthMethods,
     introspection_endpoint_auth_methods_supported: [...clientAuthMethods, 'bearer'],
     revocation_endpoint_auth_methods_supported: [...clientAuthMethods, 'bearer'],
-    scopes_supported: [...PLATFORM_SCOPES],
+    // what the policy plugin loaded from POLICY_DIR: a custom policy never drifts from this list
+    scopes_supported: [...app.policy.platformScopes],
     response_types_supported: [],
     ...(app.config.DOCS_ENABLED ? { service_documentation: `${base}/docs` } : {})
   }

@@ -1,6 +1,6 @@
 import t from 'tap'
 import { decodeCursor, encodeCursor } from '../../lib/cursor.js'
-import { ProblemError } from '../../plugins/errors.js'
+import { ProblemError } from '../../lib/errors.js'
 
 t.test('a cursor carries the exact microsecond timestamp and id back', async (t) => {
   const keyset = { createdAt: '2026-11-27T10:00:00.123456Z', id: '0b7d3f0e-6a0c-4f3c-9d53-1f6a3c2b9e11' }

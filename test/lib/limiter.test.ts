@@ -1,5 +1,6 @@
 import t from 'tap'
-import { createLimiter, OverloadedError } from '../../lib/limiter.js'
+import { createLimiter } from '../../lib/limiter.js'
+import { OverloadedError } from '../../lib/errors.js'
 
 function deferred () {
   let resolve!: () => void

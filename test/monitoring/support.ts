@@ -1,3 +1,4 @@
+import { PerformanceObserver } from 'node:perf_hooks'
 import { existsSync } from 'node:fs'
 import { join } from 'node:path'
 import { execFileSync } from 'node:child_process'
@@ -73,6 +74,28 @@ export async function everyMetricTraffic (app: TestApp): Promise<void> {
   await app.inject({ method: 'POST', url: `${credentialsUrl(staging.agentId)}/${staging.credentialId}/rotate`, headers: admin.headers })
   await app.inject({ method: 'GET', url: '/health' })
   await app.inject({ method: 'GET', url: '/no/such/path' })
+  await collectGarbage()
+}
+
+/**
+ * nodejs_gc_duration_seconds appears only after a garbage collection, and a short test may finish
+ * before the first one. Allocates short-lived garbage until a GC is observed (the same
+ * PerformanceObserver entries prom-client's collector receives), then lets the observers run.
+ */
+async function collectGarbage (): Promise<void> {
+  let observed = false
+  const observer = new PerformanceObserver(() => { observed = true })
+  observer.observe({ entryTypes: ['gc'] })
+  const deadline = Date.now() + 30_000
+  try {
+    while (!observed && Date.now() < deadline) {
+      for (let round = 0; round < 5; round += 1) new Array(100_000).fill(round)
+      await new Promise((resolve) => setImmediate(resolve))
+    }
+  } finally {
+    observer.disconnect()
+  }
+  await new Promise((resolve) => setImmediate(resolve))
 }
 
 /**

@@ -1,6 +1,7 @@
 import { generateKeyPairSync } from 'node:crypto'
 import t, { type Test } from 'tap'
-import { ConfigError, loadConfig } from '../../plugins/config.js'
+import { loadConfig } from '../../plugins/config.js'
+import { ConfigError } from '../../lib/errors.js'
 import { testEnv, testKeys } from '../helper.js'
 
 const env = (overrides: Record<string, string | undefined> = {}) => testEnv('postgres://u:p@127.0.0.1:5432/db', overrides)

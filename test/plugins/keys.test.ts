@@ -1,7 +1,8 @@
 import { createPublicKey, generateKeyPairSync } from 'node:crypto'
 import t from 'tap'
 import { calculateJwkThumbprint, createLocalJWKSet, decodeProtectedHeader, exportJWK, jwtVerify, SignJWT } from 'jose'
-import { createKeyRing, UnknownKeyError } from '../../plugins/keys.js'
+import { createKeyRing } from '../../plugins/keys.js'
+import { UnknownKeyError } from '../../lib/errors.js'
 import { testKeys } from '../helper.js'
 
 const expect = { issuer: 'http://idp.test', audience: 'http://idp.test' }

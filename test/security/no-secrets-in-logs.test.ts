@@ -3,8 +3,8 @@ import t from 'tap'
 import type { InjectOptions, LightMyRequestResponse } from 'fastify'
 import { build, LogCapture } from '../helper.js'
 import { startPrivateRedis } from '../support/private-services.js'
-import { generateSecret } from '../../routes/credentials/secrets.js'
-import { AGENTS, INTROSPECT, REVOKE, TOKEN, basic, bootstrap, signatureOf, withDb } from '../revocation/oauth-flow.js'
+import { generateSecret } from '../../services/secrets.js'
+import { AGENTS, INTROSPECT, REVOKE, TOKEN, basic, bootstrap, signatureOf, withDb } from '../support/oauth-flow.js'
 
 /**
  * A whole session of the IdP — bootstrap, every way of asking for a token, wrong secrets, a secret

@@ -2,8 +2,8 @@ import { randomUUID } from 'node:crypto'
 import t from 'tap'
 import type { LightMyRequestResponse } from 'fastify'
 import { build } from '../helper.js'
-import { generateSecret } from '../../routes/credentials/secrets.js'
-import { AGENTS, addCredential, basic, bearer, bootstrap, registerClient, tokenFor, type Client } from '../revocation/oauth-flow.js'
+import { generateSecret } from '../../services/secrets.js'
+import { AGENTS, addCredential, basic, bearer, bootstrap, registerClient, tokenFor, type Client } from '../support/oauth-flow.js'
 
 /**
  * A statistical check, not a benchmark: a failed client authentication costs the same whether the

@@ -1,7 +1,7 @@
 import { randomUUID } from 'node:crypto'
 import t from 'tap'
 import { agentBody, build, seedAdmin } from '../../helper.js'
-import { insertCredential } from '../../../routes/credentials/repository.js'
+import { insertCredential } from '../../../repositories/credentials.js'
 import { AGENTS, agentUrl, assertProblem } from './support.js'
 
 interface Row { action: string, agent_id: string | null, outcome: string, ip_address: string | null, user_agent: string | null, metadata: Record<string, unknown> }

@@ -2,7 +2,7 @@ import { randomUUID } from 'node:crypto'
 import t from 'tap'
 import type { LightMyRequestResponse } from 'fastify'
 import { agentBody, build, mintToken, seedAdmin, seedAgent } from '../../helper.js'
-import { insertCredential, listCredentials } from '../../../routes/credentials/repository.js'
+import { insertCredential, listCredentials } from '../../../repositories/credentials.js'
 import { AGENTS, agentRow, agentUrl, assertProblem, auditByActor, auditOf, bearer, countAgentsWithEmail, type Tap } from './support.js'
 
 const app = await build(t)

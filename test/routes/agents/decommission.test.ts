@@ -1,7 +1,7 @@
 import { randomUUID } from 'node:crypto'
 import t from 'tap'
 import { build, seedAdmin, seedAgent } from '../../helper.js'
-import { insertCredential, listCredentials, revokeCredential } from '../../../routes/credentials/repository.js'
+import { insertCredential, listCredentials, revokeCredential } from '../../../repositories/credentials.js'
 import { agentRow, agentUrl, assertProblem, assertValidationError, auditOf, UNKNOWN_AGENT } from './support.js'
 
 const app = await build(t)

@@ -1,7 +1,7 @@
 import { randomUUID } from 'node:crypto'
 import t from 'tap'
 import { agentBody, build, seedAdmin, seedAgent } from '../../helper.js'
-import { insertAgent } from '../../../routes/agents/repository.js'
+import { insertAgent } from '../../../repositories/agents.js'
 import { AGENTS, assertProblem, assertValidationError, auditByActor, type Tap } from './support.js'
 
 const app = await build(t)

@@ -1,8 +1,7 @@
-import pg from 'pg'
 import { decodeJwt, decodeProtectedHeader, type JWTPayload, type ProtectedHeaderParameters } from 'jose'
 import type { LightMyRequestResponse } from 'fastify'
 import { agentBody, type TestApp } from '../../helper.js'
-import { bootstrapAdmin } from '../../../cli/bootstrap.js'
+import { bootstrapAdmin } from '../../../services/bootstrap.js'
 import type { Tap } from '../agents/support.js'
 
 /**
@@ -90,17 +89,11 @@ export async function registerClient (app: TestApp, adminHeaders: Record<string,
 
 /** The bootstrap command's admin (every platform scope, one credential), with a Bearer header from the token endpoint. */
 export async function bootstrapClient (app: TestApp, email = `root-${Date.now()}-${Math.random().toString(36).slice(2, 8)}@example.com`) {
-  const db = new pg.Client({ connectionString: app.databaseUrl })
-  await db.connect()
-  try {
-    const result = await bootstrapAdmin(db, email)
-    const { rows } = await db.query<{ credential_id: string }>('SELECT credential_id FROM credentials WHERE client_id = $1', [result.agentId])
-    const client: Client = { agentId: result.agentId, credentialId: rows[0].credential_id, secret: result.clientSecret }
-    const token = await accessToken(app, client)
-    return { ...client, token, headers: { authorization: `Bearer ${token}` } }
-  } finally {
-    await db.end()
-  }
+  const result = await bootstrapAdmin(app.pg.pool, email, app.policy.platformScopes)
+  const { rows } = await app.pg.query<{ credential_id: string }>('SELECT credential_id FROM credentials WHERE client_id = $1', [result.agentId])
+  const client: Client = { agentId: result.agentId, credentialId: rows[0].credential_id, secret: result.clientSecret }
+  const token = await accessToken(app, client)
+  return { ...client, token, headers: { authorization: `Bearer ${token}` } }
 }
 
 export function decodeToken (token: string): { header: ProtectedHeaderParameters, payload: JWTPayload } {

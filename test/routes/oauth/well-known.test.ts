@@ -1,9 +1,12 @@
+import { mkdir, mkdtemp, readFile, rm, writeFile } from 'node:fs/promises'
+import { tmpdir } from 'node:os'
+import { join } from 'node:path'
+import { bundledPolicyDir } from '../../../lib/paths.js'
 import { createPublicKey, generateKeyPairSync, randomUUID } from 'node:crypto'
 import t from 'tap'
 import { calculateJwkThumbprint, exportJWK, jwtVerify, SignJWT } from 'jose'
 import type { TestApp } from '../../helper.js'
-import { build, ISSUER, seedAdmin, testKeys, tokenIdFor } from '../../helper.js'
-import { PLATFORM_SCOPES } from '../../../schemas/scopes.js'
+import { build, ISSUER, PLATFORM_SCOPES, seedAdmin, testKeys, tokenIdFor } from '../../helper.js'
 import { accessToken, decodeToken, introspect, JWKS, METADATA, registerClient, type Client } from './support.js'
 
 const PUBLIC_MEMBERS = ['alg', 'e', 'kid', 'kty', 'n', 'use']
@@ -154,4 +157,18 @@ t.test('with ISSUER_URL=http://idp.test/tenant-a the metadata is served at /.wel
       t.not(answer.statusCode, 404, `${field} ${new URL(metadata[field]).pathname}: ${answer.statusCode}`)
     }
   })
+})
+
+t.test('the metadata publishes the platform scopes of the policy the server loaded, also from a custom POLICY_DIR', async (t) => {
+  const policy = JSON.parse(await readFile(join(bundledPolicyDir, 'data', 'scopes.json'), 'utf8')) as { platformScopes: string[] }
+  const dir = await mkdtemp(join(tmpdir(), 'agentidp-policy-'))
+  t.teardown(() => rm(dir, { recursive: true, force: true }))
+  await mkdir(join(dir, 'data'))
+  await writeFile(join(dir, 'data', 'scopes.json'), JSON.stringify({ ...policy, platformScopes: [...policy.platformScopes, 'reports:read'] }))
+  const app = await build(t, { env: { POLICY_DIR: dir } })
+
+  const metadata = (await app.inject({ method: 'GET', url: '/.well-known/oauth-authorization-server' })).json()
+
+  t.same(metadata.scopes_supported, [...policy.platformScopes, 'reports:read'])
+  t.same(app.policy.platformScopes, metadata.scopes_supported, 'one list: the policy plugin\'s')
 })

@@ -1,0 +1,154 @@
+/**
+ * The product's coded errors: thrown by handlers, services and repositories, rendered by the one
+ * error handler (plugins/errors.ts) as RFC 9457 problem details or RFC 6749 §5.2 bodies. A leaf:
+ * it imports nothing of the project, so every layer can throw these.
+ */
+
+export type ProblemCode =
+  | 'VALIDATION_ERROR' | 'UNAUTHORIZED' | 'FORBIDDEN' | 'NOT_FOUND'
+  | 'AGENT_NOT_FOUND' | 'CREDENTIAL_NOT_FOUND' | 'AUDIT_EVENT_NOT_FOUND'
+  | 'AGENT_ALREADY_EXISTS' | 'AGENT_ALREADY_DECOMMISSIONED' | 'CREDENTIAL_ALREADY_REVOKED'
+  | 'RATE_LIMIT_EXCEEDED' | 'FREE_TIER_LIMIT_EXCEEDED' | 'CONFLICT'
+  | 'SERVICE_UNAVAILABLE' | 'INTERNAL_ERROR'
+
+export interface FieldError { field: string, message: string }
+
+export class ProblemError extends Error {
+  constructor (
+    readonly statusCode: number,
+    readonly code: ProblemCode,
+    readonly detail: string,
+    readonly headers: Record<string, string> = {},
+    readonly errors?: FieldError[]
+  ) {
+    super(detail)
+    this.name = 'ProblemError'
+  }
+}
+
+export const validationError = (detail: string, errors?: FieldError[]) => new ProblemError(400, 'VALIDATION_ERROR', detail, {}, errors)
+export const conflict = (code: ProblemCode, detail: string) => new ProblemError(409, code, detail)
+export const notFound = (code: ProblemCode, detail: string) => new ProblemError(404, code, detail)
+
+/** RFC 6750 §3: 401 names the problem only when a token was actually presented. */
+export function unauthorized (detail: string, tokenPresented: boolean): ProblemError {
+  const challenge = tokenPresented
+    ? `Bearer error="invalid_token", error_description="${detail}"`
+    : 'Bearer'
+  return new ProblemError(401, 'UNAUTHORIZED', detail, { 'www-authenticate': challenge })
+}
+
+export function insufficientScope (scope: string): ProblemError {
+  return new ProblemError(403, 'FORBIDDEN', `this operation requires the ${scope} scope`, {
+    'www-authenticate': `Bearer error="insufficient_scope", scope="${scope}"`
+  })
+}
+
+export function forbidden (detail: string): ProblemError {
+  return new ProblemError(403, 'FORBIDDEN', detail)
+}
+
+export type OAuthErrorCode =
+  | 'invalid_request' | 'invalid_client' | 'invalid_grant' | 'unauthorized_client' | 'unsupported_grant_type'
+  | 'invalid_scope' | 'invalid_target' | 'invalid_token' | 'rate_limited' | 'quota_exceeded' | 'temporarily_unavailable' | 'server_error'
+
+/** An RFC 6749 §5.2 error. */
+export class OAuthError extends Error {
+  constructor (
+    readonly statusCode: number,
+    readonly error: OAuthErrorCode,
+    readonly description: string,
+    readonly headers: Record<string, string> = {}
+  ) {
+    super(description)
+    this.name = 'OAuthError'
+  }
+}
+
+/** PostgreSQL, Redis or Vault could not answer: always a 503, never the driver's words. */
+export class DependencyUnavailableError extends Error {
+  readonly statusCode = 503
+  /** host:port of the dependency, for startup messages (never a URL: it may carry a password) */
+  readonly location?: string
+  constructor (readonly dependency: 'postgres' | 'redis' | 'vault', options?: { cause?: unknown, location?: string }) {
+    super(`${dependency} is unavailable`, options)
+    this.name = 'DependencyUnavailableError'
+    this.location = options?.location
+  }
+}
+
+export class RateLimitError extends Error {
+  readonly statusCode = 429
+  constructor (readonly retryAfterSeconds: number, readonly oauthError: OAuthErrorCode = 'rate_limited', detail = 'too many requests') {
+    super(detail)
+    this.name = 'RateLimitError'
+  }
+}
+
+const CONNECTION_ERRNOS = new Set(['ECONNREFUSED', 'ECONNRESET', 'ETIMEDOUT', 'EHOSTUNREACH', 'ENOTFOUND', 'EPIPE', 'EAI_AGAIN'])
+// pg pool/connection failures and ioredis ones (offline queue disabled, reconnecting, timed out)
+const PG_CONNECTION_MESSAGES = /timeout exceeded when trying to connect|Connection terminated|connection error|Query read timeout|Client was closed|Cannot use a pool after calling end|Stream isn't writeable|Connection is closed|Command timed out|Reached the max retries per request/i
+
+/** True for errors that mean "the database (or another dependency) is not answering". */
+export function isDependencyFailure (error: unknown): boolean {
+  if (error instanceof DependencyUnavailableError) return true
+  if (typeof error !== 'object' || error === null) return false
+  const { code, message } = error as { code?: unknown, message?: unknown }
+  if (typeof code === 'string') {
+    if (CONNECTION_ERRNOS.has(code)) return true
+    // SQLSTATE class 08 = connection exception; 57P01-57P03 = server shutting down / starting; 53300 = too many connections
+    if (/^08|^57P0[1-3]$|^53300$/.test(code)) return true
+  }
+  return typeof message === 'string' && PG_CONNECTION_MESSAGES.test(message)
+}
+
+/** The 404 every hidden or missing agent gets, identical either way. */
+export const agentNotFound = (agentId: string) => notFound('AGENT_NOT_FOUND', `agent ${agentId} not found`)
+
+export interface ConfigProblem { variable: string, problem: string }
+
+/**
+ * Missing or malformed variables, every one found in one pass; server.ts prints `message`, one
+ * line per problem, and exits non-zero before binding a port. `variable` is the first.
+ */
+export class ConfigError extends Error {
+  readonly problems: ConfigProblem[]
+  constructor (readonly variable: string, problem: string, more: ConfigProblem[] = []) {
+    const problems = [{ variable, problem }, ...more]
+    super(problems.map((entry) => `configuration error: ${entry.variable} ${entry.problem}`).join('\n'))
+    this.name = 'ConfigError'
+    this.problems = problems
+  }
+
+  static of (problems: ConfigProblem[]): ConfigError {
+    const [first, ...more] = problems
+    return new ConfigError(first.variable, first.problem, more)
+  }
+}
+
+/** The authorization policy can't be loaded: the server refuses to start unguarded. */
+export class PolicyLoadError extends Error {
+  constructor (path: string, problem: string) {
+    super(`policy ${path} ${problem}: refusing to start without a valid policy (set POLICY_DIR to a directory with data/scopes.json)`)
+    this.name = 'PolicyLoadError'
+  }
+}
+
+/** A token whose `kid` names no key of this issuer. */
+export class UnknownKeyError extends Error {
+  readonly code = 'ERR_UNKNOWN_KID'
+  constructor () {
+    super('the token was not signed by a key of this issuer')
+    this.name = 'UnknownKeyError'
+  }
+}
+
+/** The process can't take more work now (a full argon2 queue, a lagging event loop): 503 with Retry-After. */
+export class OverloadedError extends Error {
+  /** answered as 503 (SERVICE_UNAVAILABLE / temporarily_unavailable) with Retry-After */
+  readonly statusCode = 503
+  constructor (message = 'too many verifications in progress') {
+    super(message)
+    this.name = 'OverloadedError'
+  }
+}

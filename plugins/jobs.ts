@@ -1,0 +1,74 @@
+import fp from 'fastify-plugin'
+import type { FastifyInstance } from 'fastify'
+import { startPeriodic, type Periodic, type PeriodicOptions } from '../lib/periodic.js'
+import { sealPending } from '../services/audit/sealer.js'
+import { pruneExpiredEvents } from '../services/audit/retention.js'
+import { pruneRevocations } from '../services/revocation.js'
+
+/**
+ * Every background timer of the process lives here: the audit sealer (also nudged by writes, see
+ * plugins/audit.ts), audit retention and the pruning of expired revocations. Intervals come from
+ * config. Every instance runs them; the work itself coordinates across instances (row locks with
+ * SKIP LOCKED), so running them everywhere is safe. A job that keeps failing backs off up to
+ * MAX_BACKOFF_MS and says so once (a warning on its first failure, debug lines after, one info line
+ * when it recovers), instead of a stack trace a second during an outage.
+ */
+const MAX_BACKOFF_MS = 5 * 60_000
+// not in the middle of a rolling deploy's warm-up
+const RETENTION_FIRST_RUN_MS = 60_000
+
+export interface Jobs {
+  /** seals committed audit events into the hash chain; resolves with how many it sealed */
+  readonly sealer: Periodic<number>
+}
+
+declare module 'fastify' {
+  interface FastifyInstance { jobs: Jobs }
+}
+
+function reportingTo<T> (app: FastifyInstance, job: string): Pick<PeriodicOptions<T>, 'onError' | 'onSuccess'> {
+  return {
+    onError (error, failuresInARow) {
+      const { message, code } = error as { message?: string, code?: string }
+      const fields = { job, failuresInARow, err: { message, code } }
+      if (failuresInARow === 1) app.log.warn(fields, `${job} failed; retrying with backoff`)
+      else app.log.debug(fields, `${job} failed again`)
+    },
+    onSuccess (_result, failuresBefore) {
+      if (failuresBefore > 0) app.log.info({ job, failuresBefore }, `${job} recovered`)
+    }
+  }
+}
+
+export default fp(async function jobsPlugin (app: FastifyInstance) {
+  const pool = app.pg.pool
+  const { AUDIT_SEAL_INTERVAL_MS, AUDIT_RETENTION_DAYS, AUDIT_RETENTION_INTERVAL_SECONDS, TOKEN_PRUNE_INTERVAL_SECONDS } = app.config
+  const running: Array<{ stop (): Promise<void> }> = []
+
+  const sealer = startPeriodic<number>(() => sealPending(pool), {
+    intervalMs: AUDIT_SEAL_INTERVAL_MS, maxBackoffMs: MAX_BACKOFF_MS, ...reportingTo(app, 'audit sealer')
+  })
+  running.push(sealer)
+
+  if (AUDIT_RETENTION_DAYS > 0) {
+    const report = reportingTo<number>(app, 'audit retention')
+    running.push(startPeriodic(() => pruneExpiredEvents(pool, AUDIT_RETENTION_DAYS), {
+      intervalMs: AUDIT_RETENTION_INTERVAL_SECONDS * 1000,
+      firstRunMs: Math.min(RETENTION_FIRST_RUN_MS, AUDIT_RETENTION_INTERVAL_SECONDS * 1000),
+      maxBackoffMs: MAX_BACKOFF_MS,
+      onError: report.onError,
+      onSuccess (deleted, failuresBefore) {
+        report.onSuccess?.(deleted, failuresBefore)
+        if (deleted > 0) app.log.info({ deleted, retentionDays: AUDIT_RETENTION_DAYS }, 'expired audit events deleted')
+      }
+    }))
+  }
+
+  running.push(startPeriodic(() => pruneRevocations(pool), {
+    intervalMs: TOKEN_PRUNE_INTERVAL_SECONDS * 1000, maxBackoffMs: MAX_BACKOFF_MS, ...reportingTo(app, 'revocation pruning')
+  }))
+
+  app.decorate('jobs', { sealer })
+  // registered after the db plugin, so this runs before the pool closes: a run in progress ends first
+  app.addHook('onClose', async () => { await Promise.all(running.map((job) => job.stop())) })
+}, { name: 'jobs', dependencies: ['config', 'db'], fastify: '5.x' })

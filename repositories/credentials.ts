@@ -1,0 +1,128 @@
+import type { Queryable } from './transaction.js'
+import type { Credential } from '../schemas/credentials.js'
+
+/**
+ * All SQL about credentials, including what client authentication reads of a credential and its
+ * agent. `expired` is never stored: it is derived from expires_at on read.
+ */
+
+interface CredentialRow {
+  credential_id: string
+  client_id: string
+  effective_status: Credential['status']
+  created_at: Date
+  expires_at: Date | null
+  revoked_at: Date | null
+}
+
+const COLUMNS = `credential_id, client_id, created_at, expires_at, revoked_at,
+  CASE WHEN status = 'revoked' THEN 'revoked'
+       WHEN expires_at IS NOT NULL AND expires_at <= now() THEN 'expired'
+       ELSE 'active' END AS effective_status`
+
+function toCredential (row: CredentialRow): Credential {
+  return {
+    credentialId: row.credential_id,
+    clientId: row.client_id,
+    status: row.effective_status,
+    createdAt: row.created_at.toISOString(),
+    expiresAt: row.expires_at?.toISOString() ?? null,
+    revokedAt: row.revoked_at?.toISOString() ?? null
+  }
+}
+
+export interface NewCredential { credentialId: string, clientId: string, secretHash: string, expiresAt: string | null }
+
+export async function insertCredential (db: Queryable, input: NewCredential): Promise<Credential> {
+  const { rows } = await db.query<CredentialRow>(
+    `INSERT INTO credentials (credential_id, client_id, secret_hash, expires_at)
+     VALUES ($1, $2, $3, $4) RETURNING ${COLUMNS}`,
+    [input.credentialId, input.clientId, input.secretHash, input.expiresAt])
+  return toCredential(rows[0])
+}
+
+export async function countActiveCredentials (db: Queryable, clientId: string): Promise<number> {
+  const { rows } = await db.query<{ count: number }>(
+    `SELECT count(*)::int AS count FROM credentials
+     WHERE client_id = $1 AND status = 'active' AND (expires_at IS NULL OR expires_at > now())`, [clientId])
+  return rows[0].count
+}
+
+export async function listCredentials (db: Queryable, clientId: string): Promise<Credential[]> {
+  const { rows } = await db.query<CredentialRow>(
+    `SELECT ${COLUMNS} FROM credentials WHERE client_id = $1 ORDER BY created_at DESC, credential_id DESC`, [clientId])
+  return rows.map(toCredential)
+}
+
+export async function findCredential (db: Queryable, clientId: string, credentialId: string, options: { forUpdate?: boolean } = {}): Promise<Credential | null> {
+  const { rows } = await db.query<CredentialRow>(
+    `SELECT ${COLUMNS} FROM credentials WHERE credential_id = $1 AND client_id = $2${options.forUpdate === true ? ' FOR UPDATE' : ''}`,
+    [credentialId, clientId])
+  return rows.length === 0 ? null : toCredential(rows[0])
+}
+
+/** Rotation: same credential, new secret, same expiry. Tokens already issued are left alone. */
+export async function replaceSecret (db: Queryable, credentialId: string, secretHash: string): Promise<Credential> {
+  const { rows } = await db.query<CredentialRow>(
+    `UPDATE credentials SET secret_hash = $2, rotated_at = now(), updated_at = now()
+     WHERE credential_id = $1 RETURNING ${COLUMNS}`, [credentialId, secretHash])
+  return toCredential(rows[0])
+}
+
+export async function revokeCredential (db: Queryable, credentialId: string): Promise<Credential> {
+  const { rows } = await db.query<CredentialRow>(
+    `UPDATE credentials SET status = 'revoked', revoked_at = now(), updated_at = now()
+     WHERE credential_id = $1 RETURNING ${COLUMNS}`, [credentialId])
+  return toCredential(rows[0])
+}
+
+/** Revokes every credential of an agent not revoked yet; returns the ids it revoked. */
+export async function revokeAllCredentials (db: Queryable, clientId: string): Promise<string[]> {
+  const { rows } = await db.query<{ credential_id: string }>(
+    `UPDATE credentials SET status = 'revoked', revoked_at = now(), updated_at = now()
+     WHERE client_id = $1 AND status <> 'revoked' RETURNING credential_id`, [clientId])
+  return rows.map((row) => row.credential_id)
+}
+
+/** What client authentication needs, from the credential the secret names and its agent. */
+export interface ClientRecord {
+  credentialId: string
+  agentId: string
+  secretHash: string | null
+  credentialStatus: 'active' | 'revoked' | 'expired'
+  /** epoch milliseconds, null for never: lets a remembered record expire on time */
+  expiresAtMs: number | null
+  agentStatus: 'active' | 'suspended' | 'decommissioned'
+  capabilities: string[]
+  validAfterMs: number
+}
+
+export async function findClientByCredential (db: Queryable, credentialId: string): Promise<ClientRecord | null> {
+  const { rows } = await db.query<{
+    credential_id: string, agent_id: string, secret_hash: string | null, credential_status: ClientRecord['credentialStatus'],
+    agent_status: ClientRecord['agentStatus'], capabilities: string[], valid_after_ms: string, expires_at: Date | null
+  }>({
+    name: 'find-client-by-credential',
+    text: `SELECT c.credential_id, a.agent_id, c.secret_hash,
+       CASE WHEN c.status = 'revoked' THEN 'revoked'
+            WHEN c.expires_at IS NOT NULL AND c.expires_at <= now() THEN 'expired'
+            ELSE 'active' END AS credential_status,
+       c.expires_at, a.status AS agent_status, a.capabilities,
+       (extract(epoch FROM a.tokens_valid_after) * 1000)::bigint AS valid_after_ms
+     FROM credentials c JOIN agents a ON a.agent_id = c.client_id
+     WHERE c.credential_id = $1`,
+    values: [credentialId]
+  })
+  if (rows.length === 0) return null
+  const row = rows[0]
+  return {
+    credentialId: row.credential_id,
+    agentId: row.agent_id,
+    secretHash: row.secret_hash,
+    credentialStatus: row.credential_status,
+    expiresAtMs: row.expires_at?.getTime() ?? null,
+    agentStatus: row.agent_status,
+    capabilities: row.capabilities,
+    validAfterMs: Number(row.valid_after_ms)
+  }
+}

@@ -1,0 +1,167 @@
+import { access, readFile } from 'node:fs/promises'
+import { join } from 'node:path'
+import { loadPolicy as loadOpaPolicy } from '@open-policy-agent/opa-wasm'
+import { Type, type Static } from 'typebox'
+import { Value } from 'typebox/value'
+import { PolicyLoadError } from '../lib/errors.js'
+
+/**
+ * The authorization decision, as a pure function of the policy and its input (no HTTP here: the
+ * policy plugin asks it for every route that names an action). The policy is POLICY_DIR, read once
+ * at start: `data/scopes.json` (the policy data) evaluated by the built-in engine (`decide` below),
+ * or, when `authz.wasm` is there too, by that OPA policy (policies/authz.rego compiled with
+ * `opa build -t wasm -e agentidp/authz/decision`) over the same data and the same input document.
+ * A missing, unreadable or invalid policy stops the server from starting: it never runs unguarded;
+ * a policy that fails to evaluate denies.
+ *
+ * Rules (API.md): a caller holding the action's scope may act; an agent may act on itself where the
+ * action allows self-service, with a non-delegated token; a caller that may not even see the target
+ * agent gets 404 as if it did not exist; one that may see it but not act gets 403.
+ */
+const Rule = Type.Object({
+  scope: Type.String({ minLength: 1 }),
+  selfService: Type.Optional(Type.Boolean()),
+  visibleWith: Type.Optional(Type.Array(Type.String({ minLength: 1 })))
+}, { additionalProperties: false })
+
+export const PolicyData = Type.Object({
+  platformScopes: Type.Array(Type.String({ minLength: 1 }), { minItems: 1 }),
+  actions: Type.Record(Type.String({ pattern: '^[a-z]+\\.[a-z]+$' }), Rule)
+}, { additionalProperties: false })
+export type PolicyData = Static<typeof PolicyData>
+
+export interface PolicyInput {
+  principal: { agentId: string, scopes: string[], delegated: boolean }
+  action: string
+  /** the agent acted upon; absent for collections and creation */
+  target: { agentId: string } | null
+}
+
+export const DENIAL_REASONS = ['insufficient_scope', 'not_visible', 'unknown_action', 'evaluation_error'] as const
+export type DenialReason = typeof DENIAL_REASONS[number]
+
+export type Decision =
+  | { allow: true }
+  | { allow: false, reason: DenialReason, scope: string | null }
+
+/** The built-in engine: a pure function of the policy data and the input document. */
+export function decide (data: PolicyData, input: PolicyInput): Decision {
+  const rule = data.actions[input.action]
+  if (rule === undefined) return { allow: false, reason: 'unknown_action', scope: null }
+  const holds = (scope: string) => input.principal.scopes.includes(scope)
+  if (holds(rule.scope)) return { allow: true }
+  const self = input.target !== null && input.target.agentId === input.principal.agentId && !input.principal.delegated
+  if (self && rule.selfService === true) return { allow: true }
+  if (input.target !== null && !self && !(rule.visibleWith ?? []).some(holds)) {
+    return { allow: false, reason: 'not_visible', scope: rule.scope }
+  }
+  return { allow: false, reason: 'insufficient_scope', scope: rule.scope }
+}
+
+export async function loadPolicyData (policyDir: string): Promise<PolicyData> {
+  const path = join(policyDir, 'data', 'scopes.json')
+  let parsed: unknown
+  try {
+    parsed = JSON.parse(await readFile(path, 'utf8'))
+  } catch (error) {
+    throw new PolicyLoadError(path, (error as NodeJS.ErrnoException).code === 'ENOENT' ? 'is missing' : 'is not readable JSON')
+  }
+  const problem = [...Value.Errors(PolicyData, parsed)][0]
+  if (problem !== undefined) throw new PolicyLoadError(path, `is invalid at ${problem.instancePath || '/'}: ${problem.message}`)
+  return parsed as PolicyData
+}
+
+/** Whatever evaluates the rules: the built-in engine or an OPA wasm policy. */
+export interface PolicyEngine {
+  readonly kind: 'builtin' | 'wasm'
+  decide (input: PolicyInput): Decision
+}
+
+export function builtinEngine (data: PolicyData): PolicyEngine {
+  return { kind: 'builtin', decide: (input) => decide(data, input) }
+}
+
+/** The entrypoint authz.wasm must export: `{allow, reason, scope}` as `decide` returns it. */
+export const WASM_ENTRYPOINT = 'agentidp/authz/decision'
+export const WASM_FILE = 'authz.wasm'
+
+/** What this plugin needs of @open-policy-agent/opa-wasm's LoadedPolicy (a seam for tests). */
+export interface LoadedWasmPolicy {
+  entrypoints: Record<string, number>
+  setData (data: object): void
+  evaluate (input: unknown, entrypoint?: string): unknown
+}
+
+/** How authz.wasm becomes a LoadedWasmPolicy: @open-policy-agent/opa-wasm, replaceable by tests (no `opa` here to build a real one). */
+export const wasmRuntime = {
+  load: async (bytes: Buffer): Promise<LoadedWasmPolicy> => await loadOpaPolicy(bytes) as unknown as LoadedWasmPolicy
+}
+
+/** OPA's result set `[{result: {allow, reason, scope}}]` as a Decision; anything else throws. */
+function toDecision (resultSet: unknown): Decision {
+  const result = Array.isArray(resultSet) && resultSet.length === 1 ? (resultSet[0] as { result?: unknown }).result : undefined
+  const { allow, reason, scope } = (result ?? {}) as { allow?: unknown, reason?: unknown, scope?: unknown }
+  if (allow === true) return { allow: true }
+  if (allow === false && DENIAL_REASONS.includes(reason as DenialReason)) {
+    return { allow: false, reason: reason as DenialReason, scope: typeof scope === 'string' ? scope : null }
+  }
+  throw new Error('the policy returned no decision of the expected shape')
+}
+
+/**
+ * The OPA wasm engine over a loaded policy. Its data document is the same scopes.json; a policy
+ * without the entrypoint, that rejects the data, or that can't decide a probe refuses to start.
+ */
+export function wasmEngine (loaded: LoadedWasmPolicy, data: PolicyData, path: string, onError: (error: unknown) => void = () => {}): PolicyEngine {
+  if (loaded.entrypoints === undefined || !(WASM_ENTRYPOINT in loaded.entrypoints)) {
+    throw new PolicyLoadError(path, `has no ${WASM_ENTRYPOINT} entrypoint (build it with opa build -t wasm -e ${WASM_ENTRYPOINT})`)
+  }
+  try {
+    loaded.setData(data)
+  } catch {
+    throw new PolicyLoadError(path, 'rejects the policy data')
+  }
+  const engine: PolicyEngine = {
+    kind: 'wasm',
+    decide (input) {
+      try {
+        return toDecision(loaded.evaluate(input, WASM_ENTRYPOINT))
+      } catch (error) {
+        onError(error)
+        return { allow: false, reason: 'evaluation_error', scope: null }
+      }
+    }
+  }
+  const probe = engine.decide({ principal: { agentId: '00000000-0000-4000-8000-000000000000', scopes: [], delegated: false }, action: Object.keys(data.actions)[0] ?? 'none', target: null })
+  if (!probe.allow && probe.reason === 'evaluation_error') throw new PolicyLoadError(path, 'fails to evaluate')
+  return engine
+}
+
+async function exists (path: string): Promise<boolean> {
+  try {
+    await access(path)
+    return true
+  } catch {
+    return false
+  }
+}
+
+/** The policy of POLICY_DIR: its data, and the engine that evaluates it (wasm when authz.wasm is there). */
+export async function loadPolicy (policyDir: string, onError?: (error: unknown) => void): Promise<{ data: PolicyData, engine: PolicyEngine }> {
+  const data = await loadPolicyData(policyDir)
+  const path = join(policyDir, WASM_FILE)
+  if (!await exists(path)) return { data, engine: builtinEngine(data) }
+  let bytes: Buffer
+  try {
+    bytes = await readFile(path)
+  } catch {
+    throw new PolicyLoadError(path, 'is not readable')
+  }
+  let loaded: LoadedWasmPolicy
+  try {
+    loaded = await wasmRuntime.load(bytes)
+  } catch {
+    throw new PolicyLoadError(path, 'is not a valid OPA WebAssembly policy')
+  }
+  return { data, engine: wasmEngine(loaded, data, path, onError) }
+}
