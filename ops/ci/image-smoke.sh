@@ -345,12 +345,6 @@ wait_ready () {
     if [ "$code" != 000 ] && [ "$code" != 503 ]; then break; fi
     sleep 0.5
   done
-  # TEMPORARY, until main's /health/ready is merged into this branch: /health stands in for it
-  if [ "$code" = 404 ]; then
-    code=$(curl -s -o "$work/ready.json" -w '%{http_code}' --max-time 2 "http://127.0.0.1:$port/health" || true)
-    note "TEMPORARY: no /health/ready on this branch yet; GET /health stands in: $code"
-    if [ "$code" = 200 ]; then not_ok "GET /health/ready: 200 (the route does not exist yet)"; return; fi
-  fi
   if [ "$code" = 200 ]; then
     ok "GET /health/ready: 200 $(cat "$work/ready.json")"
   else
