@@ -56,9 +56,10 @@ ENV NODE_ENV=production \
     NPM_CONFIG_UPDATE_NOTIFIER=false
 WORKDIR /app
 COPY package.json package-lock.json ./
-# /tmp as a tmpfs: npm on Node 24 leaves its module compile cache there, which is no part of the image
-RUN --mount=type=cache,target=/root/.npm --mount=type=tmpfs,target=/tmp \
-    npm ci --omit=dev --ignore-scripts --no-audit --no-fund
+# npm on Node 24 leaves its module compile cache in /tmp: no part of the image. (Not a tmpfs mount
+# on /tmp: buildah removes the directory itself afterwards, and the image would have no /tmp.)
+RUN --mount=type=cache,target=/root/.npm npm ci --omit=dev --ignore-scripts --no-audit --no-fund \
+ && rm -rf /tmp/node-compile-cache
 COPY --from=build /app/dist ./dist
 # For Amazon RDS: DATABASE_URL=postgresql://…?sslmode=verify-full&sslrootcert=/app/certs/aws-rds-global-bundle.pem
 COPY --from=build /app/certs ./certs

@@ -280,6 +280,10 @@ check_image () {
     *) not_ok "the image's HEALTHCHECK probes /health/live (got $health)" ;;
   esac
   if [ "$user" = 1001:1001 ]; then ok "the image's USER is 1001:1001"; else not_ok "the image's USER is 1001:1001 (got $user)"; fi
+  # run without --read-only, the service still needs a usable /tmp; the build leaves nothing in it
+  local tmp
+  tmp=$(podman run --rm --network none --user 0 --entrypoint /bin/sh "$IMAGE" -c 'stat -c %a /tmp && ls -A /tmp' 2> "$work/tmp.err" | tr '\n' ' ')
+  if [ "$tmp" = '1777 ' ]; then ok "the image's /tmp: present, mode 1777, empty"; else not_ok "the image's /tmp is present, mode 1777 and empty (got: $tmp)"; fi
 }
 
 prepare_environment () {
