@@ -4,7 +4,7 @@ import Fastify, { type FastifyInstance } from 'fastify'
 import cors from '@fastify/cors'
 import type { TypeBoxTypeProvider } from '@fastify/type-provider-typebox'
 import configPlugin, { type Config } from './plugins/config.js'
-import errorsPlugin, { malformedRequest } from './plugins/errors.js'
+import errorsPlugin, { clientErrorHandler, malformedRequest } from './plugins/errors.js'
 import securityHeadersPlugin from './plugins/security-headers.js'
 import dbPlugin from './plugins/db.js'
 import cachePlugin from './plugins/cache.js'
@@ -26,6 +26,9 @@ import oauthRoutes from './routes/oauth/index.js'
 import auditRoutes from './routes/audit/index.js'
 import { RequestLogController, loggerOptions } from './lib/logger.js'
 import { validatorCompiler } from './lib/validation.js'
+import { sanitizeForwardedFor } from './lib/forwarded.js'
+import { illFormedStringPath } from './lib/unicode.js'
+import { OAuthError, validationError } from './lib/errors.js'
 
 /** Requests larger than this are refused with 413 before they are parsed. */
 export const BODY_LIMIT_BYTES = 64 * 1024
@@ -72,7 +75,8 @@ export async function buildApp ({ config, logStream }: BuildOptions): Promise<Fa
     genReqId: requestId,
     requestIdHeader: false,
     rewriteUrl: issuerPathStripper(config.ISSUER_URL),
-    frameworkErrors: malformedRequest
+    frameworkErrors: malformedRequest,
+    clientErrorHandler
   }).withTypeProvider<TypeBoxTypeProvider>()
 
   app.setValidatorCompiler(validatorCompiler())
@@ -82,6 +86,22 @@ export async function buildApp ({ config, logStream }: BuildOptions): Promise<Fa
   app.addHook('onRequest', function echoRequestId (request, reply, done) {
     reply.header('x-request-id', request.id)
     done()
+  })
+  if (config.TRUST_PROXY.length > 0) {
+    // before anything reads request.ip: proxy-addr throws on entries that are not bare addresses
+    app.addHook('onRequest', function normaliseForwardedFor (request, _reply, done) {
+      const forwarded = request.headers['x-forwarded-for']
+      if (typeof forwarded === 'string') request.raw.headers['x-forwarded-for'] = sanitizeForwardedFor(forwarded)
+      done()
+    })
+  }
+
+  app.addHook('preValidation', function refuseIllFormedUnicode (request, _reply, done) {
+    const path = illFormedStringPath(request.body)
+    if (path === null) return done()
+    done(request.routeOptions.config.oauth === true
+      ? new OAuthError(400, 'invalid_request', `${path.slice('body.'.length)} is not valid Unicode`)
+      : validationError('the body holds text that is not valid Unicode', [{ field: path, message: 'is not valid Unicode (a lone surrogate)' }]))
   })
 
   await app.register(configPlugin, { config })

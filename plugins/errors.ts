@@ -1,3 +1,4 @@
+import type { Socket } from 'node:net'
 import fp from 'fastify-plugin'
 import type { FastifyError, FastifyInstance, FastifyReply, FastifyRequest } from 'fastify'
 import { completeRequest, noteFailure } from '../lib/logger.js'
@@ -15,7 +16,8 @@ import {
 
 const TITLES: Record<number, string> = {
   400: 'Bad Request', 401: 'Unauthorized', 403: 'Forbidden', 404: 'Not Found', 405: 'Method Not Allowed',
-  409: 'Conflict', 413: 'Content Too Large', 415: 'Unsupported Media Type', 429: 'Too Many Requests',
+  408: 'Request Timeout', 409: 'Conflict', 413: 'Content Too Large', 415: 'Unsupported Media Type', 429: 'Too Many Requests',
+  431: 'Request Header Fields Too Large',
   500: 'Internal Server Error', 503: 'Service Unavailable'
 }
 
@@ -153,3 +155,27 @@ export default fp(async function errorsPlugin (app) {
     throw new ProblemError(404, 'NOT_FOUND', `no route ${request.method} ${request.url.split('?')[0].slice(0, 200)}`)
   })
 }, { name: 'errors', fastify: '5.x' })
+
+const CLIENT_ERRORS: Record<string, { status: number, detail: string }> = {
+  ERR_HTTP_REQUEST_TIMEOUT: { status: 408, detail: 'the request was not received in time' },
+  HPE_HEADER_OVERFLOW: { status: 431, detail: 'the request headers are too large' }
+}
+
+/**
+ * Node's own refusals of a request it could not even parse (bad syntax, headers too large, too
+ * slow): a problem+json answer like every other, written to the socket. Only the error's code is
+ * logged — never the error itself, whose `rawPacket` holds the raw request bytes, Authorization
+ * header included (issue 11, defect 8: Fastify's default handler logged it at trace level).
+ */
+export function clientErrorHandler (this: FastifyInstance, error: Error & { code?: string }, socket: Socket): void {
+  if (error.code === 'ECONNRESET' || socket.destroyed) return
+  const { status, detail } = CLIENT_ERRORS[error.code ?? ''] ?? { status: 400, detail: 'the request is malformed' }
+  this.log.debug({ code: error.code, status }, 'client error')
+  if (socket.writable) {
+    // the contract's codes name no transport failure: each is the client's request being unusable
+    const body = JSON.stringify({ type: `urn:agentidp:problem:http-${status}`, title: TITLES[status], status, detail, code: 'VALIDATION_ERROR' })
+    socket.write(`HTTP/1.1 ${status} ${TITLES[status]}\r\nContent-Length: ${Buffer.byteLength(body)}\r\n` +
+      `Content-Type: application/problem+json\r\nConnection: close\r\n\r\n${body}`)
+  }
+  socket.destroy()
+}

@@ -6,23 +6,24 @@ import {
 import { findAuditEvent, listAuditEvents } from '../../repositories/audit-events.js'
 import { verifyChain } from '../../services/audit/verify.js'
 import { notFound, validationError } from '../../lib/errors.js'
+import { canonicalInstant } from '../../lib/instant.js'
 
 /**
  * The audit trail, read-only (scope audit:read): the events, newest first with keyset pagination,
  * one event, and the verification of the hash chain. (Retention runs in plugins/jobs.ts.)
  */
 
-/** PostgreSQL has no year 0 (JavaScript and RFC 3339 do): refuse it here rather than answer 500. */
-function checkDateRange (query: { startDate?: string, endDate?: string }): void {
-  for (const field of ['startDate', 'endDate'] as const) {
-    const value = query[field]
-    if (value !== undefined && value.startsWith('0000')) {
-      throw validationError(`${field} is out of range`, [{ field: `querystring.${field}`, message: 'is out of range' }])
-    }
-  }
-  if (query.startDate !== undefined && query.endDate !== undefined && Date.parse(query.startDate) > Date.parse(query.endDate)) {
+/**
+ * The range filters in one canonical UTC form (lib/instant.ts: a leap second, an offset without
+ * minutes or beyond what PostgreSQL takes would otherwise be a 500), and in order.
+ */
+function dateRange<Q extends { startDate?: string, endDate?: string }> (query: Q): Q {
+  const startDate = query.startDate === undefined ? undefined : canonicalInstant(query.startDate, 'querystring.startDate')
+  const endDate = query.endDate === undefined ? undefined : canonicalInstant(query.endDate, 'querystring.endDate')
+  if (startDate !== undefined && endDate !== undefined && startDate > endDate) {
     throw validationError('startDate is after endDate', [{ field: 'querystring.startDate', message: 'must not be after endDate' }])
   }
+  return { ...query, startDate, endDate }
 }
 
 const audit: FastifyPluginAsyncTypebox = async function auditRoutes (app) {
@@ -38,8 +39,7 @@ const audit: FastifyPluginAsyncTypebox = async function auditRoutes (app) {
       response: { 200: AuditList, ...ManagementErrors }
     }
   }, async function listAudit (request) {
-    checkDateRange(request.query)
-    return await listAuditEvents(app.pg, request.query)
+    return await listAuditEvents(app.pg, dateRange(request.query))
   })
 
   app.get('/api/v1/audit/verify', {
@@ -54,10 +54,10 @@ const audit: FastifyPluginAsyncTypebox = async function auditRoutes (app) {
       response: { 200: AuditVerification, ...ManagementErrors }
     }
   }, async function verifyAudit (request) {
-    checkDateRange(request.query)
+    const range = dateRange(request.query)
     // take in what is ready now, so that a verification right after a change covers it
     await app.audit.seal()
-    return await verifyChain(app.pg.pool, request.query)
+    return await verifyChain(app.pg.pool, range)
   })
 
   app.get('/api/v1/audit/:eventId', {

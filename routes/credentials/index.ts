@@ -12,6 +12,7 @@ import {
 import { inTransaction, type Queryable } from '../../repositories/transaction.js'
 import { hashSecret, generateSecret, newSecret } from '../../services/secrets.js'
 import { agentNotFound, conflict, notFound, validationError } from '../../lib/errors.js'
+import { canonicalInstant } from '../../lib/instant.js'
 
 /** An agent holds at most this many usable (active, unexpired) credentials. */
 export const MAX_ACTIVE_CREDENTIALS = 5
@@ -61,7 +62,7 @@ const credentials: FastifyPluginAsyncTypebox = async function credentialRoutes (
     }
   }, async function createCredential (request, reply) {
     const { agentId } = request.params
-    const expiresAt = request.body.expiresAt
+    const expiresAt = request.body.expiresAt === undefined ? undefined : canonicalInstant(request.body.expiresAt, 'body.expiresAt')
     if (expiresAt !== undefined && Date.parse(expiresAt) <= Date.now()) {
       throw validationError('expiresAt must be in the future', [{ field: 'body.expiresAt', message: 'must be in the future' }])
     }

@@ -39,7 +39,8 @@ const SECRET_VALUE = /sk_live_|^eyJ[\w-]+\.[\w-]+\./
 
 /** Removes anything that could be a credential; keeps the rest as given. */
 export function scrubMetadata (value: unknown): unknown {
-  if (typeof value === 'string') return SECRET_VALUE.test(value) ? '[redacted]' : value
+  // a lone surrogate would make PostgreSQL refuse the whole jsonb parameter, and with it a batch
+  if (typeof value === 'string') return SECRET_VALUE.test(value) ? '[redacted]' : value.toWellFormed()
   if (Array.isArray(value)) return value.map(scrubMetadata)
   if (value !== null && typeof value === 'object') {
     return Object.fromEntries(Object.entries(value)

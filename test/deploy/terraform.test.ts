@@ -1,6 +1,8 @@
 import { spawnSync } from 'node:child_process'
-import { accessSync, constants, existsSync, readFileSync } from 'node:fs'
+import { accessSync, constants, existsSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs'
+import { tmpdir } from 'node:os'
 import { delimiter, join } from 'node:path'
+import pg from 'pg'
 import t from 'tap'
 import { projectRoot } from '../../lib/paths.js'
 import { checkTree, loadTree, moduleCalls, outputs, parseModule, resources, variables, type TfModule } from './hcl.js'
@@ -136,7 +138,7 @@ function defaultOf (dir: string, variable: string): unknown {
 }
 const text = (dir: string) => module(dir).files.map((file) => file.text).join('\n')
 
-t.test('AWS: VPC across AZs, ECS Fargate, ALB HTTPS + /health target group, RDS 14 Multi-AZ, Redis 7 with a replica, Secrets Manager, IAM, Route 53', async (t) => {
+t.test('AWS: VPC across AZs, ECS Fargate, ALB HTTPS + readiness target group, RDS 14 Multi-AZ, Redis 7 with a replica, Secrets Manager, IAM, Route 53', async (t) => {
   const env = 'environments/aws'
   t.equal(resources(module(env), 'aws_vpc').size, 1, 'a VPC')
   const subnets = resources(module(env), 'aws_subnet')
@@ -166,8 +168,8 @@ t.test('AWS: VPC across AZs, ECS Fargate, ALB HTTPS + /health target group, RDS 
   t.equal(listener?.protocol, 'HTTPS')
   t.equal(listener?.port, 443)
   t.match(JSON.stringify(resources(module(lb), 'aws_lb_target_group').get('app')?.health_check), /var\.health_check_path/)
-  t.equal(defaultOf(lb, 'health_check_path'), '/health')
-  t.equal(passed(env, 'lb', 'health_check_path'), '/health')
+  t.equal(defaultOf(lb, 'health_check_path'), '/health/ready', 'the target group probes readiness by default')
+  t.equal(passed(env, 'lb', 'health_check_path'), '/health/ready', 'and the environment keeps it')
 
   const rds = 'modules/rds/aws'
   const instance = resources(module(rds), 'aws_db_instance').get('this')
@@ -206,7 +208,9 @@ t.test('GCP: Cloud Run min/max, VPC connector, Cloud SQL 14 REGIONAL, Memorystor
   t.match(template, /vpc_access.*var\.vpc_connector_id/, 'egress through the connector')
   t.match(template, /secret_key_ref/, 'secrets as environment variables')
   t.match(template, /volume_mounts/, 'secrets mounted as files')
-  t.match(template, /startup_probe.*\/health/, 'startup probe on /health')
+  t.match(template, /startup_probe.*"path":"\/health\/ready"/, 'startup probe on /health/ready')
+  t.match(template, /liveness_probe.*"path":"\/health\/live"/, 'liveness probe on /health/live')
+  t.match(template, /"cpu_idle":false/, 'CPU stays allocated between requests, so the background jobs keep running')
   t.ok(resources(module(run), 'google_service_account').size === 1, 'a service account')
   t.match(text(run), /roles\/secretmanager\.secretAccessor/, 'which may read its secrets')
   t.ok(resources(module(run), 'google_cloud_run_v2_job').has('migrate'), 'a migration job')
@@ -242,4 +246,39 @@ t.test('the migration task and job run the command of compose.yaml and `npm run 
     t.ok(Array.isArray(command) && command.length > 2, `${dir}: migrate_command`)
     for (const argument of command) t.ok(compose.includes(`- ${argument}\n`), `${dir}: ${argument} is in compose.yaml's migrate command`)
   }
+})
+
+/**
+ * The DATABASE_URL each environment writes, with sample values in place of its interpolations, as
+ * node-postgres reads it: TLS on, the CA read from the sslrootcert file, certificate and host name
+ * checked (nothing turns rejectUnauthorized off or replaces checkServerIdentity).
+ */
+t.test('DATABASE_URL as the environments write it makes node-postgres verify the server', async (t) => {
+  const dir = mkdtempSync(join(tmpdir(), 'agentidp-ca-'))
+  t.teardown(() => rmSync(dir, { recursive: true, force: true }))
+  const caFile = join(dir, 'ca.pem')
+  const pem = '-----BEGIN CERTIFICATE-----\nMIIBfake\n-----END CERTIFICATE-----\n'
+  writeFileSync(caFile, pem)
+
+  const written: Array<[string, string, string]> = [
+    ['environments/aws', 'aws_secretsmanager_secret_version', 'secret_string'],
+    ['environments/gcp', 'google_secret_manager_secret_version', 'secret_data']
+  ]
+  for (const [env, type, attribute] of written) {
+    const template = String(resources(module(env), type).get('database_url')?.[attribute])
+    t.match(template, /^postgresql:\/\//, `${env}: a PostgreSQL URL`)
+    const sslrootcert = /[?&]sslrootcert=\$\{([^}]+)\}/.exec(template)
+    t.ok(sslrootcert, `${env}: sslrootcert comes from ${sslrootcert?.[1]}`)
+    // the path the container will read, then every interpolation replaced by a sample
+    const url = template.replace(/sslrootcert=\$\{[^}]+\}/, `sslrootcert=${caFile}`)
+      .replace(/\$\{[^}]*\.port\}/g, '5432').replace(/\$\{[^}]+\}/g, 'x')
+    const client = new pg.Client({ connectionString: url })
+    const ssl = (client as unknown as { connectionParameters: { ssl: unknown } }).connectionParameters.ssl as Record<string, unknown>
+    t.type(ssl, 'object', `${env}: TLS is on`)
+    t.equal(ssl.ca, pem, `${env}: the CA bundle is the sslrootcert file`)
+    t.not(ssl.rejectUnauthorized, false, `${env}: the certificate chain is checked`)
+    t.equal(ssl.checkServerIdentity, undefined, `${env}: the host name is checked`)
+  }
+  t.equal(defaultOf('environments/aws', 'database_ca_bundle_path'), '/app/certs/aws-rds-global-bundle.pem', 'AWS: the bundle the image ships')
+  t.match(text('environments/gcp'), /database_ca_file\s*=\s*"\$\{local\.database_ca_dir\}\/ca\.pem"/, 'GCP: the mounted Cloud SQL CA file')
 })

@@ -37,3 +37,11 @@ t.test('secret shapes are blanked anywhere: client secrets, JWTs, Basic and Bear
   t.match(out, /bearer \[redacted\]/)
   t.doesNotThrow(() => JSON.parse(out), 'still one JSON object')
 })
+
+t.test('the fields every line now carries pass untouched; a gcp line\'s message is scanned like msg', async (t) => {
+  const traceparent = '00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01'
+  const plain = line({ severity: 'INFO', level: 'info', time: '2026-11-29T10:00:00.000Z', service: 'agentidp', version: '0.1.0', traceparent, traceId: '4bf92f3577b34da6a3ce929d0e0e4736', message: 'request completed' })
+  t.equal(redactLine(plain), plain)
+  t.same(redacted({ severity: 'ERROR', message: 'got Bearer abc.def.ghi', token: 'x', traceparent }),
+    { severity: 'ERROR', message: 'got Bearer [redacted]', token: '[redacted]', traceparent })
+})

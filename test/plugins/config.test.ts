@@ -77,6 +77,16 @@ t.test('additional public keys are split into single PEMs and each must parse', 
   configError(t, { JWT_ADDITIONAL_PUBLIC_KEYS: '-----BEGIN PUBLIC KEY-----\nAAAA\n-----END PUBLIC KEY-----' }, 'JWT_ADDITIONAL_PUBLIC_KEYS')
 })
 
+t.test('LOG_FORMAT is json or gcp; pretty only in dev mode, where pino-pretty is installed', async (t) => {
+  t.equal(loadConfig(env({ LOG_FORMAT: 'gcp' })).LOG_FORMAT, 'gcp')
+  t.equal(loadConfig(env({ LOG_FORMAT: 'json' })).LOG_FORMAT, 'json')
+  configError(t, { LOG_FORMAT: 'xml' }, 'LOG_FORMAT')
+  configError(t, { LOG_FORMAT: 'GCP' }, 'LOG_FORMAT')
+  const pretty = configError(t, { LOG_FORMAT: 'pretty' }, 'LOG_FORMAT')
+  t.match(pretty.message, /dev mode/, 'the line says where pretty is available')
+  t.equal(loadConfig(env({ LOG_FORMAT: 'pretty' }), { embedded: true }).LOG_FORMAT, 'pretty')
+})
+
 t.test('VAULT_TOKEN is required with VAULT_ADDR', async (t) => {
   configError(t, { VAULT_ADDR: 'http://vault:8200' }, 'VAULT_TOKEN')
 })
@@ -96,7 +106,8 @@ t.test('defaults follow API.md and TRUST_PROXY becomes a list', async (t) => {
     METRICS_ENABLED: true,
     DOCS_ENABLED: true,
     NODE_ENV: 'production',
-    LOG_LEVEL: 'info'
+    LOG_LEVEL: 'info',
+    LOG_FORMAT: 'json'
   })
   t.same(config.TRUST_PROXY, ['10.0.0.0/8', '127.0.0.1'])
   t.equal(config.JWT_PUBLIC_KEY, testKeys.publicKey.trim())

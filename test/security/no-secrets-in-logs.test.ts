@@ -33,10 +33,12 @@ function keepToken (token: string): void {
 }
 
 const USER_AGENT = 'secret-scan/1.0 (+https://example.test)'
+// on every request, so that the scan covers the trace field of the completion lines too
+const TRACEPARENT = '00-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-01'
 
 /** app.inject, remembering the Authorization header as sensitive and every error response for the scan. */
 async function call (label: string, options: Omit<InjectOptions, 'headers'> & { headers?: Record<string, string> }): Promise<LightMyRequestResponse> {
-  const headers: Record<string, string> = { 'user-agent': USER_AGENT, ...options.headers }
+  const headers: Record<string, string> = { 'user-agent': USER_AGENT, traceparent: TRACEPARENT, ...options.headers }
   if (headers.authorization !== undefined) keep(headers.authorization, headers.authorization.replace(/^\S+ +/, ''))
   const res = await app.inject({ ...options, headers })
   responses.push({ label, res })
@@ -164,7 +166,7 @@ t.test('a whole session runs as expected (the scan below is only as good as the 
   await redis.stop()
   const outage = await call('token during a Redis outage', formPost(TOKEN, GRANT, basicAdmin))
   t.equal(outage.statusCode, 503, 'a Redis outage answers 503')
-  t.ok(logs.lines.some((line) => (JSON.parse(line) as { level: number }).level >= 50), 'the 5xx was logged at error level')
+  t.ok(logs.lines.some((line) => (JSON.parse(line) as { level: string }).level === 'error'), 'the 5xx was logged at error level')
 })
 
 /** The sensitive values found in `text`, shortened so the failure itself leaks nothing useful. */
@@ -179,6 +181,8 @@ t.test('no secret, token, signature or Authorization value appears in any log li
   t.notMatch(logs.text, /sk_live_/, 'nothing shaped like a client secret')
   t.notMatch(logs.text, /eyJ[\w-]+\.eyJ[\w-]+\./, 'nothing shaped like a JWT')
   t.notMatch(logs.text, /Basic [A-Za-z0-9+/]{20,}/, 'no Basic credentials')
+  t.ok(logs.lines.filter((line) => line.includes(`"traceparent":"${TRACEPARENT}"`)).length >= responses.length,
+    'the scanned lines carried the trace field')
 })
 
 t.test('no secret, token, signature or Authorization value appears in any audit row', async (t) => {

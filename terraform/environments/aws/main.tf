@@ -39,7 +39,7 @@ module "lb" {
   security_group_ids  = [aws_security_group.alb.id]
   certificate_arn     = aws_acm_certificate_validation.this.certificate_arn
   target_port         = local.app_port
-  health_check_path   = "/health"
+  health_check_path   = "/health/ready"
   deletion_protection = var.deletion_protection
 }
 
@@ -67,7 +67,8 @@ module "agentidp" {
     TOKEN_TTL_SECONDS          = tostring(var.token_ttl_seconds)
     CORS_ORIGIN                = var.cors_origin
     LOG_LEVEL                  = var.log_level
-    # the ALB's nodes connect from the public subnets: believe their X-Forwarded-For only
+    # The ALB's nodes connect from the public subnets and append the client's address to
+    # X-Forwarded-For: believe the header only from them (terraform/README.md, Client addresses).
     TRUST_PROXY = join(",", aws_subnet.public[*].cidr_block)
   })
 
@@ -75,11 +76,13 @@ module "agentidp" {
     DATABASE_URL    = aws_secretsmanager_secret.database_url.arn
     REDIS_URL       = aws_secretsmanager_secret.redis_url.arn
     JWT_PRIVATE_KEY = local.jwt_private_key_value_from
+    METRICS_TOKEN   = aws_secretsmanager_secret.metrics_token.arn
   }
   secret_arns = [
     aws_secretsmanager_secret.database_url.arn,
     aws_secretsmanager_secret.redis_url.arn,
     aws_secretsmanager_secret.jwt_private_key.arn,
+    aws_secretsmanager_secret.metrics_token.arn,
   ]
 
   # the target group must be attached to a listener, and the URLs stored, before tasks start
@@ -87,5 +90,6 @@ module "agentidp" {
     module.lb,
     aws_secretsmanager_secret_version.database_url,
     aws_secretsmanager_secret_version.redis_url,
+    aws_secretsmanager_secret_version.metrics_token,
   ]
 }

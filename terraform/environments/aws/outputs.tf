@@ -4,7 +4,7 @@ output "issuer_url" {
 }
 
 output "health_url" {
-  description = "Health endpoint behind the load balancer."
+  description = "Health endpoint behind the load balancer (the runbooks' GET /health; probes use /health/live and /health/ready)."
   value       = "https://${var.domain_name}/health"
 }
 
@@ -61,4 +61,9 @@ output "redis_primary_endpoint" {
 output "jwt_private_key_secret_arn" {
   description = "Secret to put the JWT private key into (aws secretsmanager put-secret-value …)."
   value       = aws_secretsmanager_secret.jwt_private_key.arn
+}
+
+output "metrics_token_secret_arn" {
+  description = "Secret holding METRICS_TOKEN, the bearer token a scraper inside the VPC sends to GET /metrics."
+  value       = aws_secretsmanager_secret.metrics_token.arn
 }

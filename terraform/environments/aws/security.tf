@@ -78,6 +78,17 @@ resource "aws_vpc_security_group_egress_rule" "alb_to_app" {
   to_port                      = local.app_port
 }
 
+# In-VPC scrapers reach a task directly on its port: the load balancer refuses /metrics.
+resource "aws_vpc_security_group_ingress_rule" "app_from_scraper" {
+  for_each                     = toset(var.metrics_scraper_security_group_ids)
+  security_group_id            = aws_security_group.app.id
+  description                  = "Prometheus scraping GET /metrics (METRICS_TOKEN)"
+  referenced_security_group_id = each.value
+  ip_protocol                  = "tcp"
+  from_port                    = local.app_port
+  to_port                      = local.app_port
+}
+
 resource "aws_vpc_security_group_ingress_rule" "app_from_alb" {
   security_group_id            = aws_security_group.app.id
   description                  = "From the load balancer only"

@@ -142,8 +142,23 @@ variable "log_level" {
 
 variable "extra_environment" {
   type        = map(string)
-  description = "Further non-secret variables for the container (e.g. RATE_LIMIT_TOKEN_PER_CLIENT, DOCS_ENABLED)."
+  description = "Further non-secret variables for the container (e.g. RATE_LIMIT_TOKEN_PER_CLIENT, DOCS_ENABLED). Secrets belong in Secrets Manager: names of secrets are refused here."
   default     = {}
+
+  validation {
+    # a plain environment variable shows in the task definition to anyone who may describe it
+    condition = alltrue([
+      for name in keys(var.extra_environment) :
+      !can(regex("(?i)(SECRET|PASSWORD|PASSWD|PRIVATE_KEY|_TOKEN)$|^(TOKEN|DATABASE_URL|REDIS_URL)$", name))
+    ])
+    error_message = "A secret (…_SECRET, …_PASSWORD, …_PRIVATE_KEY, …_TOKEN, DATABASE_URL, REDIS_URL) is not a plain environment variable: put it into Secrets Manager and the module's secrets."
+  }
+}
+
+variable "metrics_scraper_security_group_ids" {
+  type        = list(string)
+  description = "Security groups of in-VPC Prometheus scrapers that may reach the tasks' port directly (GET /metrics with the METRICS_TOKEN); empty for none."
+  default     = []
 }
 
 variable "log_retention_days" {
@@ -172,10 +187,15 @@ variable "db_backup_retention_days" {
   default     = 14
 }
 
-variable "database_ssl_mode" {
+variable "database_ca_bundle_path" {
   type        = string
-  description = "sslmode in DATABASE_URL: no-verify (encrypted, certificate not checked) or verify-full (needs the RDS CA bundle in the image and sslrootcert)."
-  default     = "no-verify"
+  description = "Path inside the image of the RDS CA bundle DATABASE_URL names as sslrootcert (sslmode=verify-full). The repository's Dockerfile ships it at this path."
+  default     = "/app/certs/aws-rds-global-bundle.pem"
+
+  validation {
+    condition     = can(regex("^/[A-Za-z0-9._/-]+$", var.database_ca_bundle_path))
+    error_message = "An absolute path of letters, digits, dots, dashes and slashes (it is written into a URL)."
+  }
 }
 
 variable "redis_node_type" {

@@ -4,7 +4,9 @@
 # Secrets live in Secret Manager and are mounted into the service.
 
 locals {
-  redis_ca_dir = "/etc/agentidp/redis-ca"
+  redis_ca_dir     = "/etc/agentidp/redis-ca"
+  database_ca_dir  = "/etc/agentidp/database-ca"
+  database_ca_file = "${local.database_ca_dir}/ca.pem"
 }
 
 module "rds" {
@@ -58,7 +60,9 @@ module "agentidp" {
     TOKEN_TTL_SECONDS          = tostring(var.token_ttl_seconds)
     CORS_ORIGIN                = var.cors_origin
     LOG_LEVEL                  = var.log_level
-    TRUST_PROXY                = var.trust_proxy
+    # Cloud Run's front end (link-local peer) and the load balancer (its own address, which it
+    # writes after the client's into X-Forwarded-For): terraform/README.md, Client addresses.
+    TRUST_PROXY = join(",", concat(var.cloud_run_proxy_cidrs, [module.lb.ip_address]))
     # Memorystore's certificate is signed by the instance's own CA
     NODE_EXTRA_CA_CERTS = "${local.redis_ca_dir}/ca.pem"
   })
@@ -67,6 +71,7 @@ module "agentidp" {
     DATABASE_URL    = { secret = google_secret_manager_secret.database_url.secret_id, version = "latest" }
     REDIS_URL       = { secret = google_secret_manager_secret.redis_url.secret_id, version = "latest" }
     JWT_PRIVATE_KEY = { secret = google_secret_manager_secret.jwt_private_key.secret_id, version = var.jwt_private_key_version }
+    METRICS_TOKEN   = { secret = google_secret_manager_secret.metrics_token.secret_id, version = "latest" }
   }
 
   secret_files = {
@@ -76,12 +81,21 @@ module "agentidp" {
       mount_path = local.redis_ca_dir
       file_name  = "ca.pem"
     }
+    database-ca = {
+      secret     = google_secret_manager_secret.database_ca.secret_id
+      version    = "latest"
+      mount_path = local.database_ca_dir
+      file_name  = "ca.pem"
+    }
   }
 
   depends_on = [
     google_secret_manager_secret_version.database_url,
     google_secret_manager_secret_version.redis_url,
     google_secret_manager_secret_version.redis_ca,
+    google_secret_manager_secret_version.database_ca,
+    google_secret_manager_secret_version.metrics_token,
+    google_dns_record_set.database,
   ]
 }
 

@@ -4,7 +4,7 @@ output "issuer_url" {
 }
 
 output "health_url" {
-  description = "Health endpoint behind the load balancer."
+  description = "Health endpoint behind the load balancer (the runbooks' GET /health; probes use /health/live and /health/ready)."
   value       = "https://${var.domain_name}/health"
 }
 
@@ -46,4 +46,14 @@ output "redis_host" {
 output "jwt_private_key_secret" {
   description = "Secret to add the JWT private key to (gcloud secrets versions add …)."
   value       = google_secret_manager_secret.jwt_private_key.secret_id
+}
+
+output "cloud_sql_dns_name" {
+  description = "Host name in DATABASE_URL: the name the Cloud SQL certificate carries, resolved to the private IP inside the VPC."
+  value       = module.rds.dns_name
+}
+
+output "metrics_token_secret" {
+  description = "Secret holding METRICS_TOKEN, the bearer token a scraper sends to GET /metrics."
+  value       = google_secret_manager_secret.metrics_token.secret_id
 }

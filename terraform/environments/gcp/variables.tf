@@ -141,16 +141,25 @@ variable "log_level" {
   default     = "info"
 }
 
-variable "trust_proxy" {
-  type        = string
-  description = "TRUST_PROXY: addresses whose X-Forwarded-For is believed. Cloud Run's front end connects from the link-local range, which no client on the internet can use."
-  default     = "169.254.0.0/16"
+variable "cloud_run_proxy_cidrs" {
+  type        = list(string)
+  description = "Addresses Cloud Run's front end connects to the container from (link-local, which no client on the internet can use). TRUST_PROXY is these plus the load balancer's own address."
+  default     = ["169.254.0.0/16"]
 }
 
 variable "extra_environment" {
   type        = map(string)
-  description = "Further non-secret variables for the container (e.g. RATE_LIMIT_TOKEN_PER_CLIENT, DOCS_ENABLED)."
+  description = "Further non-secret variables for the container (e.g. RATE_LIMIT_TOKEN_PER_CLIENT, DOCS_ENABLED). Secrets belong in Secret Manager: names of secrets are refused here."
   default     = {}
+
+  validation {
+    # a plain environment variable shows in the service's revision to anyone who may view it
+    condition = alltrue([
+      for name in keys(var.extra_environment) :
+      !can(regex("(?i)(SECRET|PASSWORD|PASSWD|PRIVATE_KEY|_TOKEN)$|^(TOKEN|DATABASE_URL|REDIS_URL)$", name))
+    ])
+    error_message = "A secret (…_SECRET, …_PASSWORD, …_PRIVATE_KEY, …_TOKEN, DATABASE_URL, REDIS_URL) is not a plain environment variable: put it into Secret Manager and the module's secret_env."
+  }
 }
 
 # --- data stores -----------------------------------------------------------------------------

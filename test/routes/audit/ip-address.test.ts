@@ -25,3 +25,23 @@ t.test('from an untrusted peer, a forged X-Forwarded-For is ignored even with TR
   const app = await build(t, { env: { TRUST_PROXY: '10.0.0.1' } })
   t.equal(await lastAddress(app, { 'x-forwarded-for': '203.0.113.7' }, '198.51.100.4'), '198.51.100.4')
 })
+
+t.test('entries that are not bare addresses get the normal answer and a usable recorded address, never a 500 (issue 11, defect 4)', async (t) => {
+  const app = await build(t, { env: { TRUST_PROXY: '127.0.0.1, 10.0.0.0/8' } })
+  const cases: Array<[string, string]> = [
+    ['unknown', '127.0.0.1'],
+    ['1.2.3.4:8080', '1.2.3.4'],
+    ['[::1]', '::1'],
+    ['fe80::1%eth0', 'fe80::1'],
+    ['203.0.113.7, unknown', '127.0.0.1'],
+    ['unknown, 203.0.113.7', '203.0.113.7']
+  ]
+  for (const [forwarded, recorded] of cases) {
+    const before = (await app.pg.query("SELECT count(*)::int AS n FROM audit_events WHERE action = 'auth.failed'")).rows[0].n
+    const response = await app.inject({ method: 'GET', url: '/api/v1/agents', headers: { 'x-forwarded-for': forwarded }, remoteAddress: '127.0.0.1' })
+    t.equal(response.statusCode, 401, `${forwarded}: the normal 401`)
+    const after = (await app.pg.query("SELECT count(*)::int AS n FROM audit_events WHERE action = 'auth.failed'")).rows[0].n
+    t.equal(after, before + 1, `${forwarded}: the failed authentication is audited`)
+    t.equal(await lastAddress(app, { 'x-forwarded-for': forwarded }), recorded, `${forwarded}: recorded as ${recorded}`)
+  }
+})

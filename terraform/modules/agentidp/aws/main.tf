@@ -89,8 +89,11 @@ locals {
     portMappings           = [{ containerPort = var.container_port, protocol = "tcp" }]
     environment            = local.environment
     secrets                = local.secrets
+    # Liveness, not readiness: ECS replaces a task whose container check fails, and /health/live
+    # never asks PostgreSQL or Redis, so a database failover does not replace every task. Whether a
+    # task should receive traffic is the target group's readiness check (modules/lb/aws).
     healthCheck = {
-      command     = ["CMD-SHELL", "curl -fsS --max-time 4 http://127.0.0.1:${var.container_port}/health > /dev/null || exit 1"]
+      command     = ["CMD-SHELL", "curl -fsS --max-time 4 http://127.0.0.1:${var.container_port}/health/live > /dev/null || exit 1"]
       interval    = 30
       timeout     = 5
       retries     = 3
@@ -161,6 +164,8 @@ resource "aws_ecs_service" "app" {
   enable_execute_command             = false
   propagate_tags                     = "SERVICE"
 
+  # A deployment whose tasks never pass the target group's readiness check (pending migrations, a
+  # wrong secret) is stopped and rolled back to the last revision that reached a steady state.
   deployment_circuit_breaker {
     enable   = true
     rollback = true

@@ -72,7 +72,10 @@ resource "google_cloud_run_v2_service" "this" {
           cpu    = var.cpu
           memory = var.memory
         }
-        cpu_idle          = true
+        # CPU stays allocated between requests: the audit sealer, retention and revocation pruning
+        # run on timers inside each instance (plugins/jobs.ts), and with CPU throttled outside
+        # requests they would stall for as long as traffic pauses (README, "Background jobs")
+        cpu_idle          = false
         startup_cpu_boost = true
       }
 
@@ -105,8 +108,9 @@ resource "google_cloud_run_v2_service" "this" {
         }
       }
 
-      # Traffic reaches an instance only once /health answers 200 (PostgreSQL and Redis reachable).
-      # No liveness probe on /health: a dependency outage must not restart healthy processes.
+      # Readiness gates traffic: an instance is put behind the load balancer only once /health/ready
+      # answers 200 (PostgreSQL and Redis answer, schema at the latest migration). A revision whose
+      # instances never get there (60 s here) is not rolled out; the previous one keeps serving.
       startup_probe {
         initial_delay_seconds = 0
         period_seconds        = 3
@@ -114,7 +118,21 @@ resource "google_cloud_run_v2_service" "this" {
         failure_threshold     = 20
 
         http_get {
-          path = "/health"
+          path = "/health/ready"
+          port = var.container_port
+        }
+      }
+
+      # Liveness restarts a wedged process. It never asks a dependency (/health/live), so a
+      # PostgreSQL failover or a Redis outage does not restart instances that are fine.
+      liveness_probe {
+        initial_delay_seconds = 0
+        period_seconds        = 10
+        timeout_seconds       = 2
+        failure_threshold     = 3
+
+        http_get {
+          path = "/health/live"
           port = var.container_port
         }
       }
@@ -154,6 +172,21 @@ resource "google_cloud_run_v2_job" "migrate" {
         egress    = "PRIVATE_RANGES_ONLY"
       }
 
+      # the same files as the service: DATABASE_URL names the database CA by its path
+      dynamic "volumes" {
+        for_each = var.secret_files
+        content {
+          name = volumes.key
+          secret {
+            secret = volumes.value.secret
+            items {
+              version = volumes.value.version
+              path    = volumes.value.file_name
+            }
+          }
+        }
+      }
+
       containers {
         image = var.container_image
         # arguments of the image's entrypoint, so `gcloud run jobs execute --args=…` can run
@@ -167,6 +200,14 @@ resource "google_cloud_run_v2_job" "migrate" {
               secret  = var.secret_env["DATABASE_URL"].secret
               version = var.secret_env["DATABASE_URL"].version
             }
+          }
+        }
+
+        dynamic "volume_mounts" {
+          for_each = var.secret_files
+          content {
+            name       = volume_mounts.key
+            mount_path = volume_mounts.value.mount_path
           }
         }
       }

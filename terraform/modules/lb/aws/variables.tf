@@ -42,8 +42,8 @@ variable "target_port" {
 
 variable "health_check_path" {
   type        = string
-  description = "Path the target group probes; 200 means healthy."
-  default     = "/health"
+  description = "Path the target group probes; 200 means ready for traffic. The readiness endpoint: it answers 503 while PostgreSQL, Redis or the schema is not ready."
+  default     = "/health/ready"
 }
 
 variable "idle_timeout" {

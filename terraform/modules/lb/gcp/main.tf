@@ -1,6 +1,7 @@
 # Global external Application Load Balancer in front of Cloud Run: anycast IP, Google-managed
-# certificate, modern TLS policy, HTTP redirected to HTTPS. Serverless backends take no load
-# balancer health check: Cloud Run's startup probe on /health gates each instance instead.
+# certificate, modern TLS policy, HTTP redirected to HTTPS, /metrics refused. Serverless backends
+# take no load balancer health check: Cloud Run's startup probe on /health/ready gates each
+# instance instead.
 
 resource "google_compute_global_address" "this" {
   name = "${var.name}-lb"
@@ -46,9 +47,46 @@ resource "google_compute_ssl_policy" "this" {
   min_tls_version = "TLS_1_2"
 }
 
+# /metrics answers only from inside (METRICS_TOKEN in the application is the second fence). The
+# route rule answers 404 itself: fault injection aborts every matching request before it reaches
+# Cloud Run. The application decodes percent-escapes before routing ("/%6Detrics" is /metrics to
+# it), and no route of the API has one in its path, so any path holding a "%" is refused too.
 resource "google_compute_url_map" "https" {
   name            = "${var.name}-https"
   default_service = google_compute_backend_service.this.id
+
+  host_rule {
+    hosts        = ["*"]
+    path_matcher = "app"
+  }
+
+  path_matcher {
+    name            = "app"
+    default_service = google_compute_backend_service.this.id
+
+    route_rules {
+      priority = 1
+      service  = google_compute_backend_service.this.id
+
+      match_rules {
+        prefix_match = "/metrics"
+        ignore_case  = true
+      }
+
+      match_rules {
+        regex_match = ".*%.*"
+      }
+
+      route_action {
+        fault_injection_policy {
+          abort {
+            http_status = 404
+            percentage  = 100
+          }
+        }
+      }
+    }
+  }
 }
 
 resource "google_compute_target_https_proxy" "this" {

@@ -84,7 +84,7 @@ variable "backup_retention_days" {
 
 variable "force_ssl" {
   type        = bool
-  description = "Refuse unencrypted connections (rds.force_ssl). DATABASE_URL then needs sslmode=no-verify or verify-full."
+  description = "Refuse unencrypted connections (rds.force_ssl). The environment's DATABASE_URL uses sslmode=verify-full with the RDS CA bundle."
   default     = true
 }
 

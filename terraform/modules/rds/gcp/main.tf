@@ -1,5 +1,12 @@
 # Cloud SQL for PostgreSQL 14, REGIONAL (high availability), private IP only, TLS required,
 # daily backups and point-in-time recovery.
+#
+# TLS with verify-full: the default per-instance CA (GOOGLE_MANAGED_INTERNAL_CA) signs certificates
+# that name the instance only as "<project>:<instance>" in their subject, with no DNS name or IP a
+# client could check the host against (Google's own connectors special-case that form). The shared
+# CA (GOOGLE_MANAGED_CAS_CA) issues certificates carrying the instance's DNS name (dns_name), so a
+# standard client such as node-postgres can verify chain and host name when it connects by that
+# name. The environment resolves the name to the private IP in a private DNS zone.
 
 resource "google_sql_database_instance" "this" {
   name                = var.name
@@ -20,6 +27,7 @@ resource "google_sql_database_instance" "this" {
       ipv4_enabled    = false
       private_network = var.network_id
       ssl_mode        = "ENCRYPTED_ONLY"
+      server_ca_mode  = "GOOGLE_MANAGED_CAS_CA"
     }
 
     backup_configuration {
@@ -60,4 +68,10 @@ resource "google_sql_user" "this" {
   name     = var.username
   instance = google_sql_database_instance.this.name
   password = var.password
+}
+
+# Every CA certificate the instance's server certificate may chain to (current and upcoming), for
+# the client's sslrootcert.
+data "google_sql_ca_certs" "this" {
+  instance = google_sql_database_instance.this.name
 }
