@@ -34,16 +34,49 @@ t.test('no parser directive: `# syntax=` would make BuildKit fetch a front end f
   t.notMatch(readFileSync(join(projectRoot, 'Dockerfile'), 'utf8'), /^#\s*syntax\s*=/im, 'no syntax line anywhere')
 })
 
+/**
+ * Whether every release an image tag can name (24 → any 24.x.y, 24.1 → any 24.1.y, 24.1.2 → itself)
+ * satisfies a range of space-separated comparators (>=, >, <, <=, =); null for a range it cannot read.
+ */
+function tagSatisfies (tag: string, range: string): boolean | null {
+  const parts = tag.split('.').map(Number)
+  const lowest = [...parts, 0, 0].slice(0, 3).join('.')
+  // the first version the tag cannot name
+  const beyond = [...parts.slice(0, -1), (parts.at(-1) ?? 0) + 1, 0, 0].slice(0, 3).join('.')
+  const exact = parts.length === 3
+  let result = true
+  for (const comparator of range.trim().split(/\s+/)) {
+    const match = /^(>=|>|<=|<|=)?v?(\d+(?:\.\d+){0,2})$/.exec(comparator)
+    if (match === null) return null
+    const [, operator = '=', version] = match
+    const bound = [...version.split('.'), '0', '0'].slice(0, 3).join('.')
+    if (operator === '>=') result &&= compareVersions(lowest, bound) >= 0
+    else if (operator === '>') result &&= compareVersions(lowest, bound) > 0
+    else if (operator === '<') result &&= compareVersions(beyond, bound) <= 0
+    else if (operator === '<=') result &&= exact ? compareVersions(lowest, bound) <= 0 : compareVersions(beyond, bound) <= 0
+    else result &&= exact && compareVersions(lowest, bound) === 0
+  }
+  return result
+}
+
+t.test('tagSatisfies reads engines ranges the way npm would for every release of a tag', async (t) => {
+  t.equal(tagSatisfies('24', '>=24.0.0 <25'), true)
+  t.equal(tagSatisfies('24', '>=24.1.0'), false, '24.0.x is named by the tag too')
+  t.equal(tagSatisfies('24.11', '>=24.1.0 <25'), true)
+  t.equal(tagSatisfies('25', '>=24.0.0 <25'), false)
+  t.equal(tagSatisfies('24.11.1', '>=20.19.0'), true)
+  t.equal(tagSatisfies('24', '^24'), null, 'a range it cannot read is reported, not guessed')
+})
+
 t.test('both stages run node 24 on bookworm-slim, and the version satisfies engines.node', async (t) => {
-  const minimum = /^>=\s*(\d+\.\d+\.\d+)$/.exec(packageJson.engines.node)?.[1]
-  t.ok(minimum, `engines.node is a ">=x.y.z" range (${packageJson.engines.node})`)
+  const range = packageJson.engines.node
   for (const stage of dockerfile.stages) {
     const match = NODE_IMAGE.exec(stage.image)
     t.ok(match, `stage ${stage.name ?? stage.index} uses node:<version>-bookworm-slim (${stage.image})`)
-    if (match === null || minimum === undefined) continue
+    if (match === null) continue
     const version = match[1]
     t.equal(version.split('.')[0], '24', 'Node 24 (Node 20 is past end of life; fastify\'s dependencies need >= 22)')
-    t.ok(compareVersions(version, minimum) >= 0, `${version} satisfies engines.node ${packageJson.engines.node}`)
+    t.equal(tagSatisfies(version, range), true, `every release node:${version} can name satisfies engines.node ${range}`)
   }
   t.equal(build.image, runtime.image, 'the same base image in both stages')
   t.equal(dockerfile.globalArgs.NODE_IMAGE, 'node:24-bookworm-slim', 'ARG NODE_IMAGE defaults to node:24-bookworm-slim')
