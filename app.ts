@@ -71,6 +71,13 @@ export async function buildApp ({ config, logStream }: BuildOptions): Promise<Fa
     // one line per request, written when it completes, instead of Fastify's two
     logController: new RequestLogController(),
     bodyLimit: BODY_LIMIT_BYTES,
+    // a request that never completes (slow headers, a body that stops) is answered 408 and closed,
+    // instead of holding its connection for Node's default 300 s (issue 11, defect 10)
+    requestTimeout: config.REQUEST_TIMEOUT_MS,
+    http: { headersTimeout: config.REQUEST_TIMEOUT_MS, connectionsCheckingInterval: Math.min(1000, config.REQUEST_TIMEOUT_MS) },
+    // while closing, a request on a connection already accepted is still served (never 503 "closing")
+    return503OnClosing: false,
+    forceCloseConnections: 'idle',
     trustProxy: config.TRUST_PROXY.length > 0 ? config.TRUST_PROXY : false,
     genReqId: requestId,
     requestIdHeader: false,

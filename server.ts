@@ -20,7 +20,6 @@ import { bundledPolicyDir } from './lib/paths.js'
  * stdout carries only pino JSON lines and the bootstrap JSON line; human messages go to stderr.
  */
 
-const SHUTDOWN_GRACE_MS = 10_000
 const DEV_ADMIN_EMAIL = 'admin@agentidp.local'
 
 function fail (message: string): never {
@@ -43,15 +42,30 @@ function explain (error: unknown): string {
   return `startup failed: ${(error as Error).message ?? String(error)}`
 }
 
-function stopOnSignals (app: FastifyInstance, after: () => Promise<void> = async () => {}): void {
+/**
+ * SIGTERM/SIGINT: stop accepting connections, let requests in progress finish (keep-alive
+ * connections that are idle are closed at once; a request on one already accepted is still
+ * served), close the pools, exit 0. Connections still busy after most of the grace period are
+ * stalled clients: they are cut so the exit stays within SHUTDOWN_GRACE_MS. A failure to close is
+ * said on stderr with its reason, and the exit code is then 1 — never a silent one.
+ */
+function stopOnSignals (app: FastifyInstance, graceMs: number, after: () => Promise<void> = async () => {}): void {
   let stopping = false
   const stop = (signal: string) => {
     if (stopping) return
     stopping = true
-    app.log.info({ signal }, 'shutting down')
-    const force = setTimeout(() => process.exit(1), SHUTDOWN_GRACE_MS)
+    app.log.info({ signal, graceMs }, 'shutting down')
+    const stalled = setTimeout(() => { app.server.closeAllConnections() }, Math.floor(graceMs * 0.6))
+    const force = setTimeout(() => {
+      process.stderr.write(`shutdown did not finish within ${graceMs} ms; exiting\n`)
+      process.exit(1)
+    }, graceMs)
+    stalled.unref()
     force.unref()
-    app.close().then(after).then(() => process.exit(0), () => process.exit(1))
+    app.close().then(after).then(() => process.exit(0), (error: unknown) => {
+      process.stderr.write(`shutdown failed: ${(error as Error)?.message ?? String(error)}\n`)
+      process.exit(1)
+    })
   }
   process.once('SIGTERM', () => stop('SIGTERM'))
   process.once('SIGINT', () => stop('SIGINT'))
@@ -92,7 +106,7 @@ async function start (): Promise<void> {
   }
   await requireMigratedDatabase(config.DATABASE_URL)
   const app = await buildApp({ config }).catch((error: unknown) => fail(explain(error)))
-  stopOnSignals(app)
+  stopOnSignals(app, config.SHUTDOWN_GRACE_MS)
   await app.listen({ port: config.PORT, host: config.HOST })
 }
 
@@ -121,7 +135,7 @@ async function dev (): Promise<void> {
       process.stdout.write(JSON.stringify(admin) + '\n')
       log(`bootstrap admin ${DEV_ADMIN_EMAIL} created; its credentials are the JSON line above (shown once)`)
     }
-    stopOnSignals(app, prepared.stop)
+    stopOnSignals(app, config.SHUTDOWN_GRACE_MS, prepared.stop)
     await app.listen({ port: config.PORT, host: config.HOST })
     log(`AgentIdP listening on ${config.ISSUER_URL} (docs: ${config.ISSUER_URL}/docs)`)
   } catch (error) {

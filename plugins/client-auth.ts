@@ -28,6 +28,8 @@ export interface AuthenticatedClient {
   credentialId: string
   capabilities: string[]
   validAfterMs: number
+  /** the stored hash the secret was verified against: the issuance write checks it is still the one (a rotation since refuses the token) */
+  secretHash: string
   method: 'client_secret_basic' | 'client_secret_post'
 }
 
@@ -179,6 +181,7 @@ export default fp(async function clientAuthPlugin (app: FastifyInstance) {
       credentialId: client.credentialId,
       capabilities: client.capabilities,
       validAfterMs: client.validAfterMs,
+      secretHash: client.secretHash as string,
       method: credentials.method
     }
   }

@@ -42,6 +42,8 @@ const EnvSchema = Type.Object({
   AUDIT_RETENTION_INTERVAL_SECONDS: Type.Integer({ minimum: 1, maximum: 86_400, default: 900, description: 'how often expired audit events are pruned' }),
   TOKEN_PRUNE_INTERVAL_SECONDS: Type.Integer({ minimum: 1, maximum: 86_400, default: 600, description: 'how often revocations of expired tokens are pruned' }),
   TRUST_PROXY: Type.String({ default: '', maxLength: 4096, description: 'comma-separated addresses/CIDRs whose X-Forwarded-For is believed' }),
+  REQUEST_TIMEOUT_MS: Type.Integer({ minimum: 1000, maximum: 300_000, default: 30_000, description: 'time a client has to send a whole request (headers and body) before it is answered 408 and closed' }),
+  SHUTDOWN_GRACE_MS: Type.Integer({ minimum: 1000, maximum: 120_000, default: 10_000, description: 'on SIGTERM/SIGINT: time for requests in progress to finish before the process exits' }),
   MAX_EVENT_LOOP_DELAY_MS: Limit(1000, 'event-loop lag in milliseconds beyond which requests are shed with 503'),
   METRICS_ENABLED: Flag(true, 'serve GET /metrics'),
   METRICS_TOKEN: Type.Optional(Type.String({ minLength: 32, maxLength: 4096, pattern: '^[A-Za-z0-9._~+/=-]+$', description: 'when set, GET /metrics requires Authorization: Bearer <METRICS_TOKEN>' })),

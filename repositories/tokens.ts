@@ -42,21 +42,49 @@ export async function findTokenState (db: Queryable, agentId: string, credential
 }
 
 /**
- * Records a batch of issuances' durable writes in ONE statement (one round trip, one commit): the
- * monthly quota is incremented per agent only while it stays within `quota` (0 = no limit), and
- * only the issuances of agents whose increment succeeded get their `token.issued` event. Returns
- * the agents whose whole group was refused, so the caller can settle them one by one.
+ * What the issuance was granted on: the credential that authenticated the client, the stored
+ * hash its secret was verified against and the agent's "valid after" instant as it was read then.
+ * The write refuses the issuance if any of it changed since (issue 11, defect 3).
  */
-export async function recordIssuances (db: Queryable, events: AuditRecord[], quota: number, month: string): Promise<Set<string>> {
-  const counts = new Map<string, number>()
-  // agents in one order in every batch: concurrent batches lock their quota rows without deadlocking
-  for (const agentId of events.map((event) => event.agentId as string).sort()) {
-    counts.set(agentId, (counts.get(agentId) ?? 0) + 1)
-  }
-  const { rows } = await db.query<{ agent_id: string }>({
+export interface IssuanceBasis {
+  credentialId: string
+  secretHash: string
+  validAfterMs: number
+}
+
+export interface IssuanceRecord { event: AuditRecord, basis: IssuanceBasis }
+
+export interface IssuanceOutcome {
+  /** agents whose whole group did not fit in the monthly quota: the caller settles them one by one */
+  overQuota: Set<string>
+  /** events whose client changed after it authenticated (suspended, decommissioned, credential revoked, expired or rotated): no token */
+  stale: Set<string>
+}
+
+/**
+ * Records a batch of issuances' durable writes in ONE statement (one round trip, one commit).
+ * First each issuance's basis is re-checked against the rows as they are now, under a share lock
+ * on the agent and the credential: a suspension, revocation or rotation committed before this
+ * statement is seen, and one in progress waits for it (their FOR UPDATE conflicts), so no token
+ * leaves after such a change commits. Then the monthly quota is incremented per agent only while
+ * it stays within `quota` (0 = no limit), in agent order (concurrent batches never deadlock), and
+ * only the fresh issuances of agents whose increment succeeded get their `token.issued` event.
+ */
+export async function recordIssuances (db: Queryable, records: IssuanceRecord[], quota: number, month: string): Promise<IssuanceOutcome> {
+  const { rows } = await db.query<{ granted_agent: string | null, stale_event: string | null }>({
     name: 'record-issuances',
-    text: `WITH wanted (agent_id, n) AS (
-       SELECT * FROM unnest($1::uuid[], $2::int[])
+    text: `WITH basis AS (
+       SELECT * FROM jsonb_to_recordset($2::jsonb) AS b (event_id uuid, agent_id uuid, credential_id uuid, secret_hash text, valid_after_ms bigint)
+     ), fresh AS (
+       SELECT b.event_id, b.agent_id FROM basis b
+       JOIN credentials c ON c.credential_id = b.credential_id AND c.client_id = b.agent_id
+       JOIN agents a ON a.agent_id = b.agent_id
+       WHERE a.status = 'active' AND c.status = 'active' AND (c.expires_at IS NULL OR c.expires_at > now())
+         AND c.secret_hash = b.secret_hash
+         AND (extract(epoch FROM a.tokens_valid_after) * 1000)::bigint = b.valid_after_ms
+       FOR SHARE OF a, c
+     ), wanted AS (
+       SELECT agent_id, count(*)::int AS n FROM fresh GROUP BY agent_id ORDER BY agent_id
      ), granted AS (
        INSERT INTO token_monthly_counts AS q (agent_id, month, count)
        SELECT agent_id, $3::date, n FROM wanted WHERE $4::int = 0 OR n <= $4::int
@@ -64,13 +92,29 @@ export async function recordIssuances (db: Queryable, events: AuditRecord[], quo
        WHERE $4::int = 0 OR q.count + EXCLUDED.count <= $4::int
        RETURNING agent_id
      ), events AS (
-       ${insertEventsSql('$5', 'e.agent_id IN (SELECT agent_id FROM granted)')}
+       ${insertEventsSql('$1', 'e.event_id IN (SELECT event_id FROM fresh) AND e.agent_id IN (SELECT agent_id FROM granted)')}
      )
-     SELECT agent_id FROM granted`,
-    values: [[...counts.keys()], [...counts.values()], month, quota, eventsParameter(events)]
+     SELECT agent_id AS granted_agent, NULL::uuid AS stale_event FROM granted
+     UNION ALL
+     SELECT NULL, event_id FROM basis WHERE event_id NOT IN (SELECT event_id FROM fresh)`,
+    values: [eventsParameter(records.map((record) => record.event)), basisParameter(records), month, quota]
   })
-  const granted = new Set(rows.map((row) => row.agent_id))
-  return new Set([...counts.keys()].filter((agentId) => !granted.has(agentId)))
+  const granted = new Set(rows.flatMap((row) => row.granted_agent === null ? [] : [row.granted_agent]))
+  const stale = new Set(rows.flatMap((row) => row.stale_event === null ? [] : [row.stale_event]))
+  const overQuota = new Set(records
+    .filter((record) => !stale.has(record.event.eventId) && !granted.has(record.event.agentId as string))
+    .map((record) => record.event.agentId as string))
+  return { overQuota, stale }
+}
+
+function basisParameter (records: IssuanceRecord[]): string {
+  return JSON.stringify(records.map(({ event, basis }) => ({
+    event_id: event.eventId,
+    agent_id: event.agentId,
+    credential_id: basis.credentialId,
+    secret_hash: basis.secretHash,
+    valid_after_ms: basis.validAfterMs
+  })))
 }
 
 /** Locks the agent's counter for the month and returns how many tokens it may still be issued. */

@@ -1,7 +1,7 @@
 import type { Pool } from 'pg'
-import { addToMonthlyCount, recordIssuances, remainingQuota } from '../repositories/tokens.js'
-import { insertAuditEvents, type AuditRecord } from '../repositories/audit-events.js'
+import { recordIssuances, remainingQuota, type IssuanceRecord } from '../repositories/tokens.js'
 import { inTransaction, type TransactionClient } from '../repositories/transaction.js'
+import { isDependencyFailure } from '../lib/errors.js'
 
 /**
  * Group commit for token issuance. Each issuance has durable writes to make before its token may
@@ -21,11 +21,17 @@ const MAX_BATCH = 256
 // CPU that the signatures need (README, "Performance").
 const MAX_IN_FLIGHT = 1
 
-interface Waiting { event: AuditRecord, settle: (granted: boolean) => void, fail: (error: unknown) => void }
+/**
+ * `issued`: the `token.issued` event is durable, the token may leave; `over_quota`: the agent's
+ * monthly quota is exhausted; `stale`: the client changed after it authenticated (suspended,
+ * revoked, rotated): no token.
+ */
+export type IssuanceOutcome = 'issued' | 'over_quota' | 'stale'
+
+interface Waiting { record: IssuanceRecord, settle: (outcome: IssuanceOutcome) => void, fail: (error: unknown) => void }
 
 export interface IssuanceLog {
-  /** resolves true once the issuance's `token.issued` event is recorded, false when the agent's monthly quota is exhausted */
-  record (event: AuditRecord): Promise<boolean>
+  record (issuance: IssuanceRecord): Promise<IssuanceOutcome>
 }
 
 /** The first day of the current UTC month, as the `month` column stores it. */
@@ -53,24 +59,41 @@ export function createIssuanceLog ({ pool, quota, onWritten }: IssuanceLogOption
 
   /** An agent whose whole group did not fit gets what is left of its quota, in arrival order. */
   async function settleOverQuota (group: Waiting[], month: string): Promise<void> {
-    const agentId = group[0].event.agentId as string
-    const granted = await inTransaction(pool, async function grantRemainder (db: TransactionClient) {
-      const fitting = group.slice(0, await remainingQuota(db, agentId, month, quota)).map((waiting) => waiting.event)
-      await insertAuditEvents(db, fitting)
-      await addToMonthlyCount(db, agentId, month, fitting.length)
-      return fitting.length
+    const agentId = group[0].record.event.agentId as string
+    const { fitting, stale } = await inTransaction(pool, async function grantRemainder (db: TransactionClient) {
+      const fitting = group.slice(0, await remainingQuota(db, agentId, month, quota))
+      // within what the locked counter has left: no limit for this statement, the basis still re-checked
+      const outcome = await recordIssuances(db, fitting.map((waiting) => waiting.record), 0, month)
+      return { fitting: fitting.length, stale: outcome.stale }
     })
     onWritten()
-    group.forEach((waiting, index) => waiting.settle(index < granted))
+    group.forEach((waiting, index) => waiting.settle(index >= fitting ? 'over_quota' : stale.has(waiting.record.event.eventId) ? 'stale' : 'issued'))
   }
 
   async function flushBatch (batch: Waiting[]): Promise<void> {
     const month = currentMonth()
-    const refusedAgents = await recordIssuances(pool, batch.map((waiting) => waiting.event), quota, month)
+    const { overQuota, stale } = await recordIssuances(pool, batch.map((waiting) => waiting.record), quota, month)
     onWritten()
-    for (const waiting of batch) if (!refusedAgents.has(waiting.event.agentId as string)) waiting.settle(true)
-    for (const agentId of refusedAgents) {
-      await settleOverQuota(batch.filter((waiting) => waiting.event.agentId === agentId), month)
+    for (const waiting of batch) {
+      if (stale.has(waiting.record.event.eventId)) waiting.settle('stale')
+      else if (!overQuota.has(waiting.record.event.agentId as string)) waiting.settle('issued')
+    }
+    for (const agentId of overQuota) {
+      await settleOverQuota(batch.filter((waiting) => waiting.record.event.agentId === agentId && !stale.has(waiting.record.event.eventId)), month)
+    }
+  }
+
+  /**
+   * A batch that failed for something other than an unreachable database (a value PostgreSQL
+   * refused) is retried member by member, so only the member at fault fails: no request's input
+   * may fail another's issuance (issue 11, defect 2).
+   */
+  async function flushIsolating (batch: Waiting[]): Promise<void> {
+    try {
+      await flushBatch(batch)
+    } catch (error) {
+      if (batch.length === 1 || isDependencyFailure(error)) throw error
+      for (const waiting of batch) await flushBatch([waiting]).catch((single: unknown) => { waiting.fail(single) })
     }
   }
 
@@ -78,7 +101,7 @@ export function createIssuanceLog ({ pool, quota, onWritten }: IssuanceLogOption
     while (inFlight < MAX_IN_FLIGHT && queue.length > 0) {
       const batch = queue.splice(0, MAX_BATCH)
       inFlight += 1
-      flushBatch(batch)
+      flushIsolating(batch)
         .catch((error: unknown) => { batch.forEach((waiting) => waiting.fail(error)) })
         .finally(() => {
           inFlight -= 1
@@ -88,9 +111,9 @@ export function createIssuanceLog ({ pool, quota, onWritten }: IssuanceLogOption
   }
 
   return {
-    record (event) {
-      return new Promise<boolean>((resolve, reject) => {
-        queue.push({ event, settle: resolve, fail: reject })
+    record (issuance) {
+      return new Promise<IssuanceOutcome>((resolve, reject) => {
+        queue.push({ record: issuance, settle: resolve, fail: reject })
         pump()
       })
     }

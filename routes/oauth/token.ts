@@ -30,6 +30,8 @@ function requestedScopes (scope: string | undefined, capabilities: string[]): { 
 /** RFC 8707 §2: an absolute URI without a fragment. */
 function audienceFor (resource: string | undefined, issuer: string): string {
   if (resource === undefined) return issuer
+  // URL parsing forgives surrounding white space; an audience must be exactly what was asked for
+  if (/\s/.test(resource)) throw new OAuthError(400, 'invalid_target', 'resource must not contain white space')
   let url: URL
   try {
     url = new URL(resource)
@@ -57,8 +59,21 @@ const token: FastifyPluginAsyncTypebox = async function tokenRoute (app) {
     await app.audit.denied(request, { agentId: client.agentId, reason, details: { actorId: client.agentId, ...details } })
   }
 
+  /**
+   * The grant first (RFC 6749 §5.2): a request for a grant this server does not do is
+   * unsupported_grant_type, whatever parameters that grant carries (username, password, code, …),
+   * before the body's schema would call them unknown.
+   */
+  async function supportedGrant (request: FastifyRequest): Promise<void> {
+    const grant = (request.body as { grant_type?: unknown } | null)?.grant_type
+    if (typeof grant === 'string' && grant !== 'client_credentials') {
+      throw new OAuthError(400, 'unsupported_grant_type', 'only the client_credentials grant is supported')
+    }
+  }
+
   app.post('/api/v1/token', {
     config: { public: true, oauth: true },
+    preValidation: supportedGrant,
     schema: {
       tags: ['oauth'],
       operationId: 'issueToken',
@@ -97,17 +112,26 @@ const token: FastifyPluginAsyncTypebox = async function tokenRoute (app) {
     // The signature (libuv's threads) and the durable writes (PostgreSQL) don't depend on each other:
     // they run side by side, and the token leaves only once both are done. A token refused by the
     // quota, or whose writes failed, is dropped unsent.
-    const [accessToken, granted] = await Promise.all([
+    const [accessToken, outcome] = await Promise.all([
       app.keys.sign({ iss: issuer, sub: client.agentId, client_id: client.agentId, aud: audience, iat, exp: iat + ttl, jti, scope }),
-      issuanceLog.record(toAuditRecord(app.audit.context(request), {
-        action: 'token.issued',
-        agentId: client.agentId,
-        metadata: { actorId: client.agentId, jti, credentialId: client.credentialId, scope, audience, expiresAt: iat + ttl, authMethod: client.method }
-      }))
+      issuanceLog.record({
+        event: toAuditRecord(app.audit.context(request), {
+          action: 'token.issued',
+          agentId: client.agentId,
+          metadata: { actorId: client.agentId, jti, credentialId: client.credentialId, scope, audience, expiresAt: iat + ttl, authMethod: client.method }
+        }),
+        basis: { credentialId: client.credentialId, secretHash: client.secretHash, validAfterMs: client.validAfterMs }
+      })
     ])
-    if (!granted) {
+    if (outcome === 'over_quota') {
       await refusal(request, client, 'quota_exceeded')
       throw new RateLimitError(secondsUntilNextMonth(), 'quota_exceeded', 'the monthly token quota of this client is exhausted')
+    }
+    if (outcome === 'stale') {
+      // suspended, revoked or rotated between authentication and the durable write: the change wins
+      await app.audit.authFailed(request, { claimedAgentId: client.agentId, reason: 'client_changed_during_issuance', method: 'client_credentials' })
+      throw new OAuthError(401, 'invalid_client', 'client authentication failed',
+        client.method === 'client_secret_basic' ? { 'www-authenticate': 'Basic realm="agentidp", charset="UTF-8"' } : {})
     }
     for (const granted of scopes) app.metrics?.tokensIssued(granted)
     reply.headers({ 'cache-control': 'no-store', pragma: 'no-cache' })

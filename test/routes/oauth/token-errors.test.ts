@@ -62,6 +62,29 @@ t.test('unsupported_grant_type for any grant but client_credentials', async (t) 
   }
 })
 
+t.test('the grant is judged before its parameters: a password grant with username and password is unsupported_grant_type (issue 11, defect 12)', async (t) => {
+  const response = await requestToken(app, client, { fields: { grant_type: 'password', username: 'alice', password: 'wonderland' } })
+  assertOAuthError(t, response, 400, 'unsupported_grant_type')
+})
+
+t.test('a resource with surrounding white space is invalid_target, never an audience (issue 11, defect 12)', async (t) => {
+  for (const resource of [' https://rs.example/', 'https://rs.example/ ', 'https://rs.example/a b']) {
+    assertOAuthError(t, await requestToken(app, client, { fields: { resource } }), 400, 'invalid_target')
+  }
+})
+
+t.test('a JSON body with a lone surrogate is invalid_request for its sender alone (issue 11, defect 2)', async (t) => {
+  const response = await app.inject({
+    method: 'POST',
+    url: TOKEN,
+    headers: { authorization: basic(client.agentId, client.secret), 'content-type': 'application/json' },
+    payload: '{"grant_type":"client_credentials","resource":"https://rs.example/\\ud800"}'
+  })
+  const body = assertOAuthError(t, response, 400, 'invalid_request')
+  t.match(body.error_description, /resource is not valid Unicode/)
+  t.equal((await requestToken(app, client)).statusCode, 200, 'the same client\'s next good request is served')
+})
+
 t.test('invalid_scope for a scope the agent does not hold, alone or with one it holds', async (t) => {
   for (const scope of ['agents:write', 'docs:read agents:write', 'docs:admin']) {
     assertOAuthError(t, await requestToken(app, client, { fields: { scope } }), 400, 'invalid_scope')
