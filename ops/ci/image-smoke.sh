@@ -60,8 +60,8 @@ cleanup () {
   redis-cli -u "$REDIS_URL" FLUSHDB > /dev/null 2>&1
   rm -rf "$work"
   if [ "$failed" -gt 0 ] && [ "$status" -eq 0 ]; then status=1; fi
-  printf 'image-smoke: %d passed, %d failed\n' "$passed" "$failed"
   note "$((SECONDS - started)) s"
+  printf 'image-smoke: %d passed, %d failed\n' "$passed" "$failed"
   exit "$status"
 }
 trap cleanup EXIT
@@ -91,7 +91,7 @@ ensure_packages () {
   done
   if [ "${#missing[@]}" -eq 0 ]; then ok "Debian packages present (${NEEDED[*]##*:})"; return; fi
   note "installing ${missing[*]}"
-  apt-get update -qq
+  apt-get update -qq || fatal "apt-get update"
   DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends "${missing[@]}" > "$work/apt.log" 2>&1 \
     || { tail -n 20 "$work/apt.log"; fatal "apt-get install ${missing[*]}"; }
   ok "Debian packages installed: ${missing[*]}"
