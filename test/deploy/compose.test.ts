@@ -52,7 +52,7 @@ t.test('the four services: app, postgres, redis and the one-shot migrate', async
   t.equal(migrate.build, undefined, 'migrate does not build it a second time (parallel builds of one tag collide)')
 })
 
-t.test('health checks on postgres, redis and app; app probes /health with curl', async (t) => {
+t.test('health checks on postgres, redis and app; app probes readiness (/health/ready) with curl', async (t) => {
   for (const name of ['postgres', 'redis', 'app']) {
     const healthcheck = services[name].healthcheck
     t.ok(healthcheck?.test && healthcheck.disable !== true, `${name} has a health check`)
@@ -62,7 +62,15 @@ t.test('health checks on postgres, redis and app; app probes /health with curl',
   t.match(text(postgres), /pg_isready/)
   t.match(text(postgres), /-h 127\.0\.0\.1/, 'pg_isready over TCP (not fooled by the init-time socket-only server)')
   t.match(text(redis), /redis-cli ping/)
-  t.match(text(app), /curl -f\S* .*\/health/)
+  // readiness overrides the image's liveness HEALTHCHECK: healthy means PostgreSQL, Redis and the schema are ready
+  t.match(text(app), /curl -f\S* .*http:\/\/127\.0\.0\.1:3000\/health\/ready\b/, 'app: readiness, /health/ready')
+  t.notMatch(text(app), /\/health\/live/, 'not liveness')
+  // anything that waits for app waits for it to be ready
+  for (const [name, service] of Object.entries(services)) {
+    const dependsOn = service.depends_on ?? {}
+    const onApp = Array.isArray(dependsOn) ? (dependsOn.includes('app') ? 'service_started' : undefined) : dependsOn.app?.condition
+    if (onApp !== undefined) t.equal(onApp, 'service_healthy', `${name} waits for app's readiness (service_healthy)`)
+  }
 })
 
 t.test('start order: app waits for healthy data stores and a successful migration', async (t) => {

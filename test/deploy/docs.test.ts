@@ -60,7 +60,11 @@ t.test('the README has the deployment section, linking every artefact', async (t
   }
   t.match(deployment, /```bash\ndocker compose up --build -d\n```/, 'documents `docker compose up --build -d`')
   t.match(deployment, /cp \.env\.example \.env/, 'starting from .env.example')
-  t.match(deployment, /20\.19/, 'says why Node 20.19 or later')
+  t.match(deployment, /Why Node 24/, 'says why Node 24')
+  t.match(deployment, /end of life/, 'Node 20 is past end of life')
+  t.match(deployment, /sslrootcert=\/app\/certs\/aws-rds-global-bundle\.pem/, 'documents the RDS CA bundle for DATABASE_URL')
+  t.match(deployment, /\/health\/live/, 'names the liveness check')
+  t.match(deployment, /\/health\/ready/, 'and the readiness check')
 })
 
 t.test('every relative link resolves', async (t) => {

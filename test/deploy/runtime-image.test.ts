@@ -17,10 +17,13 @@ import { commandOf, readCompose } from './compose.js'
  * directory standing in for WORKDIR: COPY from the build context, COPY --from=build (dist/, built
  * by `npm run build` like the build stage does, source maps left out), and its `npm ci` command
  * exactly as written (production dependencies only). The files stay root-owned, as in the image.
- * Then, as UID/GID 1001 (nodeapp), against the machine's PostgreSQL (a fresh schema) and Redis:
- * compose.yaml's migrate command, the bootstrap, and `node dist/server.js` with the image's ENV —
- * /health must answer 200, the HEALTHCHECK command must pass, and a client must get a token. So no
- * runtime import needs a dev dependency, and the service needs no write access to its own files.
+ * The build stage's products are what `npm run build` and `npm run build:certs` (the same command
+ * the build stage runs) leave in the repository. Then, as UID/GID 1001 (nodeapp), against the
+ * machine's PostgreSQL (a fresh schema) and Redis: compose.yaml's migrate command, the bootstrap, and
+ * `node dist/server.js` with the image's ENV — readiness (/health/ready) must answer 200, the
+ * HEALTHCHECK command (liveness) must pass, and a client must get a token. So no runtime import
+ * needs a dev dependency, and the service needs no write access to its own files.
+ * ops/ci/image-smoke.sh (`npm run test:image`) does the same with the real image and podman.
  */
 
 // npm ci of the production dependencies dominates (tens of seconds on a busy machine)
@@ -39,6 +42,15 @@ const workdir = workdirAt(runtime)
 const imageEnv = stageEnv(runtime)
 
 await ensureBuild()
+/** The build stage's `npm run build:certs -- <path>`, run in the repository (its stand-in for the build stage's WORKDIR). */
+async function makeCerts (): Promise<void> {
+  const run = build.instructions.find((entry) => entry.keyword === 'RUN' && /\bbuild:certs\b/.test(entry.args))
+  const command = run?.args.split(/&&|;/).map((part) => part.trim()).find((part) => /^npm run (-s )?build:certs\b/.test(part))
+  if (command === undefined) throw new Error('the build stage runs no npm run build:certs')
+  const [, ...args] = command.split(/\s+/)
+  await execFileAsync('npm', args, { cwd: projectRoot, timeout: 60_000, env: { PATH: process.env.PATH, HOME: process.env.HOME, npm_config_update_notifier: 'false' } })
+}
+await makeCerts()
 const image = await mkdtemp(join(tmpdir(), 'agentidp-image-'))
 await chmod(image, 0o755) // WORKDIR in the image: root-owned, readable by everyone
 t.teardown(() => rm(image, { recursive: true, force: true }))
@@ -144,7 +156,8 @@ t.test('the assembled stage holds production dependencies only, and no sources, 
   t.ok(files.includes('dist/server.js'), 'dist/server.js')
   t.same(files.filter((file) => file.endsWith('.map')), [], 'no source maps')
   t.same(files.filter((file) => /\.ts$/.test(file) && !file.endsWith('.d.ts')), [], 'no TypeScript sources')
-  t.same(readdirSync(image).sort(), ['dist', 'migrations', 'node_modules', 'package-lock.json', 'package.json', 'policies'], 'exactly what the stage copies')
+  t.same(readdirSync(image).sort(), ['certs', 'dist', 'migrations', 'node_modules', 'package-lock.json', 'package.json', 'policies'], 'exactly what the stage copies')
+  t.same(readdirSync(join(image, 'certs')), ['aws-rds-global-bundle.pem'], 'certs/ holds the RDS CA bundle only')
   t.notOk(files.some((file) => /(^|\/)\.env$/.test(file)), 'no .env')
   if (asRoot) {
     t.same(files.filter((file) => statSync(join(image, file)).uid !== 0), [], 'every file belongs to root, as COPY and RUN as root leave them')
@@ -204,7 +217,20 @@ t.test(`node dist/server.js bootstrap creates the first admin${asRoot ? ' as UID
   t.match(adminCredentials.clientSecret, /^sk_live_/)
 })
 
-t.test(`node dist/server.js with the image's ENV serves /health and tokens${asRoot ? ' as UID 1001' : ''}`, async (t) => {
+t.test(`pg in the stage reads the RDS CA bundle named by DATABASE_URL's sslrootcert${asRoot ? ' as UID 1001' : ''}`, async (t) => {
+  // what an operator writes for RDS; pg-connection-string (pg's parser) reads the file when it parses the URL
+  const bundle = inImage(`${workdir}/certs/aws-rds-global-bundle.pem`)
+  const url = `postgresql://agentidp:x@db.example.com:5432/agentidp?sslmode=verify-full&sslrootcert=${bundle}`
+  const script = `const o = require('pg-connection-string').parse(process.argv[1]);
+    process.stdout.write(JSON.stringify({ ca: String(o.ssl && o.ssl.ca), rejectUnauthorized: o.ssl && o.ssl.rejectUnauthorized }))`
+  const result = await runAs(t, process.execPath, ['-e', script, url], baseEnv)
+  t.equal(result.code, 0, 'parses', { stderr: result.stderr })
+  const parsed = JSON.parse(result.stdout || '{}') as { ca?: string, rejectUnauthorized?: boolean }
+  t.equal(parsed.ca, readFileSync(bundle, 'utf8'), 'TLS trusts exactly the bundle (read by the service\'s user)')
+  t.not(parsed.rejectUnauthorized, false, 'and verifies the server')
+})
+
+t.test(`node dist/server.js with the image's ENV is ready and serves tokens${asRoot ? ' as UID 1001' : ''}`, async (t) => {
   t.ok(adminCredentials, 'the bootstrap ran')
   const port = await sparePort()
   const env: Record<string, string | undefined> = {
@@ -226,14 +252,18 @@ t.test(`node dist/server.js with the image's ENV serves /health and tokens${asRo
   t.equal(cmd[0], 'node', 'CMD runs node')
   const server = startAs(t, process.execPath, cmd.slice(1), env)
 
-  let health: { status: number, body: unknown } | null = null
-  await waitFor(`the server on port ${port}`, async () => {
+  let ready: number | null = null
+  await waitFor(`readiness on port ${port}`, async () => {
     if (server.child.exitCode !== null) throw new Error(`exited ${server.child.exitCode}: ${server.stderr}`)
-    const response = await fetch(`http://127.0.0.1:${port}/health`, { signal: AbortSignal.timeout(2000) })
-    health = { status: response.status, body: await response.json() }
+    const response = await fetch(`http://127.0.0.1:${port}/health/ready`, { signal: AbortSignal.timeout(2000) })
+    ready = response.status
+    await response.arrayBuffer()
     return response.status === 200
   }, 60_000, 200)
-  t.same(health, { status: 200, body: { status: 'ok', postgres: 'connected', redis: 'connected' } }, '/health: 200, both dependencies connected')
+  t.equal(ready, 200, '/health/ready: 200 (what compose.yaml\'s health check asks)')
+  const response = await fetch(`http://127.0.0.1:${port}/health`)
+  t.same({ status: response.status, body: await response.json() }, { status: 200, body: { status: 'ok', postgres: 'connected', redis: 'connected' } },
+    '/health: 200, both dependencies connected')
 
   const healthcheck = runtime.instructions.filter((entry) => entry.keyword === 'HEALTHCHECK').at(-1)?.args.replace(/^CMD\s+/, '') ?? 'false'
   const probe = await runAs(t, '/bin/sh', ['-c', healthcheck], { PATH: process.env.PATH, PORT: String(port) })
