@@ -48,6 +48,25 @@ export function forbidden (detail: string): ProblemError {
   return new ProblemError(403, 'FORBIDDEN', detail)
 }
 
+/** What an `access.denied` event records of a refusal. */
+export interface DenialRecord {
+  /** the agent the refused action was about */
+  agentId: string | null
+  reason: string
+  details?: Record<string, unknown>
+}
+
+/**
+ * A refusal decided inside a transaction (where it must roll the transaction back): the problem it
+ * answers with, and what to audit once the transaction is over, so that the record survives it.
+ */
+export class AccessDenied extends ProblemError {
+  constructor (problem: ProblemError, readonly denial: DenialRecord) {
+    super(problem.statusCode, problem.code, problem.detail, problem.headers, problem.errors)
+    this.name = 'AccessDenied'
+  }
+}
+
 export type OAuthErrorCode =
   | 'invalid_request' | 'invalid_client' | 'invalid_grant' | 'unauthorized_client' | 'unsupported_grant_type'
   | 'invalid_scope' | 'invalid_target' | 'invalid_token' | 'rate_limited' | 'quota_exceeded' | 'temporarily_unavailable' | 'server_error'

@@ -3,6 +3,7 @@ import type { FastifyInstance, FastifyRequest } from 'fastify'
 import type { Queryable } from '../repositories/transaction.js'
 import { agentExists } from '../repositories/agents.js'
 import { isUuid } from '../lib/uuid.js'
+import type { DenialRecord } from '../lib/errors.js'
 import { recordEvents, type AuditContext, type AuditEntry } from '../services/audit/record.js'
 
 /**
@@ -28,12 +29,8 @@ export interface AuthFailure {
   details?: Record<string, unknown>
 }
 
-export interface Denial {
-  /** the agent the refused action was about */
-  agentId: string | null
-  reason: string
-  details?: Record<string, unknown>
-}
+/** the one shape of a refusal's record, also carried by AccessDenied (lib/errors.ts) */
+export type Denial = DenialRecord
 
 export interface AuditWriter {
   /** `db`: the transaction of the change the events describe; the pool by default */

@@ -1,8 +1,8 @@
 import fp from 'fastify-plugin'
-import type { FastifyInstance, FastifyRequest } from 'fastify'
+import type { FastifyInstance, FastifyReply, FastifyRequest, RouteHandlerMethod } from 'fastify'
 import type { Principal } from './auth.js'
 import { loadPolicy, type Decision, type PolicyInput, type PolicyEngine } from '../services/policy.js'
-import { agentNotFound, forbidden, insufficientScope } from '../lib/errors.js'
+import { AccessDenied, agentNotFound, forbidden, insufficientScope, ProblemError } from '../lib/errors.js'
 import { isUuid } from '../lib/uuid.js'
 
 /**
@@ -11,6 +11,11 @@ import { isUuid } from '../lib/uuid.js'
  * (services/policy.ts) before validation, audits a refusal and answers it: 404 when the caller may
  * not even see the target agent, 403 otherwise. It also publishes the platform scopes the policy
  * data defines — the only place they are defined (the metadata document lists them from here).
+ *
+ * Actions that hand out the target's power (`confersCapabilities`: generating or rotating a secret)
+ * are decided in two looks at the same rule: the first, before validation, on what the request
+ * says; the second, `authorizeTarget`, by the handler inside its transaction with the target's row
+ * locked, so that the capabilities checked are the ones the new secret will carry.
  */
 
 export interface Policy {
@@ -18,6 +23,15 @@ export interface Policy {
   decide (input: PolicyInput): Decision
   /** the platform scopes in `capabilities` that `principal` does not hold and so may not grant */
   ungrantable (principal: Principal, capabilities: string[]): string[]
+  /**
+   * The second look for a `confersCapabilities` action, with the target agent as the row the
+   * handler locked in its transaction. A refusal throws AccessDenied (403 insufficient_scope), which
+   * rolls that transaction back; the plugin audits it after the handler has failed. A handler of
+   * such an action that answers without calling this answers 500 instead, so a forgotten check
+   * never lets a secret out. (Handlers throw AccessDenied for their own refusals too — a limit, the
+   * last admin — and the plugin audits those the same way.)
+   */
+  authorizeTarget (request: FastifyRequest, target: { agentId: string, capabilities: string[] }): void
   readonly platformScopes: readonly string[]
 }
 
@@ -29,16 +43,55 @@ declare module 'fastify' {
   }
 }
 
+function principalInput (principal: Principal): PolicyInput['principal'] {
+  return { agentId: principal.agentId, scopes: principal.scopes, delegated: principal.delegated }
+}
+
+/** The answer to a refusal: 404 for what the caller may not see, 403 (with RFC 6750's challenge) otherwise. */
+function refusalProblem (decision: Exclude<Decision, { allow: true }>, action: string, targetId: string | undefined): ProblemError {
+  switch (decision.reason) {
+    case 'not_visible': return agentNotFound(String(targetId))
+    case 'evaluation_error': return forbidden('the authorization policy could not decide; access is denied')
+    case 'privilege_escalation': {
+      const missing = decision.scope ?? ''
+      return new ProblemError(403, 'FORBIDDEN',
+        `a secret of agent ${String(targetId)} would carry scopes this token does not hold: ${missing}`,
+        { 'www-authenticate': `Bearer error="insufficient_scope", scope="${missing}"` })
+    }
+    default: return insufficientScope(decision.scope ?? action)
+  }
+}
+
 export default fp(async function policyPlugin (app: FastifyInstance) {
   const { data, engine } = await loadPolicy(app.config.POLICY_DIR, (error) => {
     app.log.error({ err: error }, 'policy evaluation failed; denying')
   })
   app.log.info({ engine: engine.kind }, 'authorization policy loaded')
+  /** requests whose handler has had its target decided by authorizeTarget */
+  const targetDecided = new WeakSet<FastifyRequest>()
+
   const policy: Policy = {
     engine: engine.kind,
     decide: (input) => engine.decide(input),
     ungrantable: (principal, capabilities) =>
       capabilities.filter((scope) => data.platformScopes.includes(scope) && !principal.scopes.includes(scope)),
+    authorizeTarget (request, target) {
+      const action = request.routeOptions.config.policy as string
+      if (data.actions[action]?.confersCapabilities !== true) {
+        // the first look decided everything for these; a second one would only hide a mistake
+        throw new Error(`authorizeTarget called for ${action}, which confers no capabilities`)
+      }
+      const decision = engine.decide({
+        principal: principalInput(request.principal as Principal),
+        action,
+        target: { agentId: target.agentId, capabilities: target.capabilities }
+      })
+      targetDecided.add(request)
+      if (decision.allow) return
+      throw new AccessDenied(refusalProblem(decision, action, target.agentId), {
+        agentId: target.agentId, reason: decision.reason, details: { requiredScope: decision.scope }
+      })
+    },
     platformScopes: data.platformScopes
   }
   app.decorate('policy', policy)
@@ -49,7 +102,7 @@ export default fp(async function policyPlugin (app: FastifyInstance) {
     // PostgreSQL accepts upper-case UUIDs; compare the caller's own id in one canonical form
     const targetId = (request.params as { agentId?: string }).agentId?.toLowerCase()
     const decision = policy.decide({
-      principal: { agentId: principal.agentId, scopes: principal.scopes, delegated: principal.delegated },
+      principal: principalInput(principal),
       action,
       target: targetId === undefined ? null : { agentId: targetId }
     })
@@ -59,9 +112,32 @@ export default fp(async function policyPlugin (app: FastifyInstance) {
       reason: decision.reason,
       details: { policyAction: action, requiredScope: decision.scope }
     })
-    if (decision.reason === 'not_visible') throw agentNotFound(String(targetId))
-    if (decision.reason === 'evaluation_error') throw forbidden('the authorization policy could not decide; access is denied')
-    throw insufficientScope(decision.scope ?? action)
+    throw refusalProblem(decision, action, targetId)
+  }
+
+  /**
+   * Every handler of an action, guarded. A refusal it decides inside a transaction is thrown as
+   * AccessDenied, which rolls the transaction back; it is audited here, once, after the handler has
+   * failed, so that the record survives the rollback (and no route forgets it). For a
+   * `confersCapabilities` action, an answer given without authorizeTarget's second look is replaced
+   * by a 500 before anything (a secret) leaves.
+   */
+  function guardHandler (handler: RouteHandlerMethod, action: string): RouteHandlerMethod {
+    const needsTarget = data.actions[action].confersCapabilities === true
+    return async function guardedHandler (this: FastifyInstance, request: FastifyRequest, reply: FastifyReply) {
+      try {
+        const result: unknown = await handler.call(this, request, reply)
+        if (needsTarget && !targetDecided.has(request) && reply.statusCode < 400) {
+          throw new Error(`the handler of ${action} answered without authorizeTarget deciding on its target`)
+        }
+        return result
+      } catch (error) {
+        if (error instanceof AccessDenied) {
+          await app.audit.denied(request, { ...error.denial, details: { policyAction: action, ...error.denial.details } })
+        }
+        throw error
+      }
+    }
   }
 
   app.addHook('onRoute', function requirePolicy (route) {
@@ -73,5 +149,6 @@ export default fp(async function policyPlugin (app: FastifyInstance) {
     }
     const existing = route.preValidation === undefined ? [] : Array.isArray(route.preValidation) ? route.preValidation : [route.preValidation]
     route.preValidation = [authorize, ...existing]
+    route.handler = guardHandler(route.handler, action)
   })
 }, { name: 'policy', dependencies: ['config', 'auth', 'audit'], fastify: '5.x' })

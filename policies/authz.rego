@@ -1,5 +1,5 @@
 # AgentIdP authorization, as an OPA policy: the same rules as the built-in engine
-# (plugins/policy.ts, `decide`), over the same data (data/scopes.json) and the same input.
+# (services/policy.ts, `decide`), over the same data (data/scopes.json) and the same input.
 #
 # This file is the source of POLICY_DIR/authz.wasm. Build it with OPA (v0.59 or later, v1.x):
 #
@@ -13,14 +13,21 @@
 # input: {
 #   "principal": {"agentId": "<uuid>", "scopes": ["agents:read", ...], "delegated": false},
 #   "action":    "agents.update",
-#   "target":    {"agentId": "<uuid>"} | null
+#   "target":    {"agentId": "<uuid>", "capabilities"?: ["docs:read", ...]} | null
 # }
-# data:  {"platformScopes": [...], "actions": {"<action>": {"scope", "selfService"?, "visibleWith"?}}}
+# `target.capabilities` (the target's current capabilities, from the row the handler locked) is
+# given only on the second look at an action whose rule says `confersCapabilities`.
+# data:  {"platformScopes": [...], "actions": {"<action>": {"scope", "selfService"?, "visibleWith"?, "confersCapabilities"?}}}
 #
-# decision: {"allow": true} or {"allow": false, "reason": R, "scope": S} where R is
-#   "unknown_action"     the action is not in data.actions (scope null)
-#   "not_visible"        another agent's resource the caller may not even see: answered 404
-#   "insufficient_scope" the caller lacks the action's scope: answered 403
+# decision: {"allow": true} or {"allow": false, "reason": R, "scope": S} where R is, checked in this order,
+#   "unknown_action"       the action is not in data.actions (scope null)
+#   "not_visible"          another agent's resource the caller holds none of the visibleWith scopes
+#                          for: answered 404, whatever else it holds
+#   "insufficient_scope"   the caller lacks the action's scope (and self-service does not apply): 403
+#   "privilege_escalation" the action hands out the target's power and the caller lacks part of it:
+#                          every capability of its own agent, every platform capability of another
+#                          (custom ones of another agent are not checked); S = the missing scopes,
+#                          sorted, space-separated: 403
 package agentidp.authz
 
 import rego.v1
@@ -36,25 +43,51 @@ self if {
 	input.principal.delegated == false
 }
 
+visible if self
+
 visible if {
 	some scope in object.get(rule, "visibleWith", [])
 	holds(scope)
 }
 
-default decision := {"allow": false, "reason": "unknown_action", "scope": null}
+permitted if holds(rule.scope)
 
-decision := {"allow": true} if {
-	holds(rule.scope)
-} else := {"allow": true} if {
-	rule
+permitted if {
 	self
 	object.get(rule, "selfService", false) == true
-} else := {"allow": false, "reason": "not_visible", "scope": rule.scope} if {
+}
+
+confers if object.get(rule, "confersCapabilities", false) == true
+
+# what a secret of the target carries that the caller must already hold
+must_hold contains scope if {
+	confers
+	self
+	some scope in input.target.capabilities
+}
+
+must_hold contains scope if {
+	confers
+	not self
+	some scope in input.target.capabilities
+	scope in data.platformScopes
+}
+
+missing := sort([scope | some scope in must_hold; not holds(scope)])
+
+default decision := {"allow": false, "reason": "unknown_action", "scope": null}
+
+decision := {"allow": false, "reason": "not_visible", "scope": rule.scope} if {
 	rule
 	input.target != null
-	not self
 	not visible
 } else := {"allow": false, "reason": "insufficient_scope", "scope": rule.scope} if {
+	rule
+	not permitted
+} else := {"allow": false, "reason": "privilege_escalation", "scope": concat(" ", missing)} if {
+	rule
+	count(missing) > 0
+} else := {"allow": true} if {
 	rule
 }
 

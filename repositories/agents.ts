@@ -133,16 +133,24 @@ export async function setAgentStatus (db: Queryable, agentId: string, status: Ag
 }
 
 /**
- * Serialises every change that could remove the last active holder of a scope (suspension,
- * decommissioning, narrowing capabilities) for the rest of the transaction.
+ * Serialises every change that could leave a scope without a usable holder (suspension,
+ * decommissioning, narrowing capabilities, revoking a holder's credential) for the rest of the
+ * transaction.
  */
 export async function lockScopeHolders (db: Queryable, scope: string): Promise<void> {
   await db.query("SELECT pg_advisory_xact_lock(hashtext('agentidp:holders:' || $1))", [scope])
 }
 
-export async function countOtherActiveHolders (db: Queryable, scope: string, exceptAgentId: string): Promise<number> {
+/**
+ * Active agents other than `exceptAgentId` that hold `scope` and can use it: they have at least one
+ * credential that is active, not revoked and not expired (an agent without one can obtain no token).
+ */
+export async function countOtherUsableHolders (db: Queryable, scope: string, exceptAgentId: string): Promise<number> {
   const { rows } = await db.query<{ count: number }>(
-    "SELECT count(*)::int AS count FROM agents WHERE status = 'active' AND $1 = ANY (capabilities) AND agent_id <> $2",
+    `SELECT count(*)::int AS count FROM agents a
+     WHERE a.status = 'active' AND $1 = ANY (a.capabilities) AND a.agent_id <> $2
+       AND EXISTS (SELECT 1 FROM credentials c
+                   WHERE c.client_id = a.agent_id AND c.status = 'active' AND (c.expires_at IS NULL OR c.expires_at > now()))`,
     [scope, exceptAgentId])
   return rows[0].count
 }

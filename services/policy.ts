@@ -14,14 +14,27 @@ import { PolicyLoadError } from '../lib/errors.js'
  * A missing, unreadable or invalid policy stops the server from starting: it never runs unguarded;
  * a policy that fails to evaluate denies.
  *
- * Rules (API.md): a caller holding the action's scope may act; an agent may act on itself where the
- * action allows self-service, with a non-delegated token; a caller that may not even see the target
- * agent gets 404 as if it did not exist; one that may see it but not act gets 403.
+ * Rules (API.md, "Scopes and who may do what"), in this order:
+ * 1. a caller that may not even see another agent's resource — it holds none of the rule's
+ *    `visibleWith` scopes — gets 404 as if it did not exist, whatever else it holds (so `agents:write`
+ *    without `agents:read` is 404 on PATCH as on GET); an agent always sees itself, with a
+ *    non-delegated token;
+ * 2. a caller that sees it acts with the action's scope, or on itself where the action allows
+ *    self-service; otherwise 403;
+ * 3. an action that hands out the target's power (`confersCapabilities`: generating or rotating a
+ *    secret) also needs that power already: every capability of its own agent (a narrowed token never
+ *    mints a full-power secret), or every *platform* capability of another agent (credentials:write
+ *    never makes its holder an admin; custom capabilities of another agent are not checked).
+ *    Otherwise 403, reason `privilege_escalation`. Step 3 needs the target's capabilities: the caller
+ *    passes them read from the row it locked for the change, so a concurrent change can't slip in.
  */
 const Rule = Type.Object({
   scope: Type.String({ minLength: 1 }),
   selfService: Type.Optional(Type.Boolean()),
-  visibleWith: Type.Optional(Type.Array(Type.String({ minLength: 1 })))
+  /** the scopes, any one of which lets a caller see another agent's resource; none given: only itself */
+  visibleWith: Type.Optional(Type.Array(Type.String({ minLength: 1 }))),
+  /** the action hands out a secret (or keys) that carries the target's capabilities */
+  confersCapabilities: Type.Optional(Type.Boolean())
 }, { additionalProperties: false })
 
 export const PolicyData = Type.Object({
@@ -33,13 +46,18 @@ export type PolicyData = Static<typeof PolicyData>
 export interface PolicyInput {
   principal: { agentId: string, scopes: string[], delegated: boolean }
   action: string
-  /** the agent acted upon; absent for collections and creation */
-  target: { agentId: string } | null
+  /**
+   * the agent acted upon; null for collections and creation. `capabilities` are its current ones,
+   * read from its locked row: without them a `confersCapabilities` rule is decided up to step 2 only
+   * (the policy plugin's first look, before the handler has read the row), never allowed past it.
+   */
+  target: { agentId: string, capabilities?: string[] } | null
 }
 
-export const DENIAL_REASONS = ['insufficient_scope', 'not_visible', 'unknown_action', 'evaluation_error'] as const
+export const DENIAL_REASONS = ['insufficient_scope', 'not_visible', 'privilege_escalation', 'unknown_action', 'evaluation_error'] as const
 export type DenialReason = typeof DENIAL_REASONS[number]
 
+/** `scope`: what the caller lacks, space-separated (RFC 6750's `scope` attribute); null when no scope would help. */
 export type Decision =
   | { allow: true }
   | { allow: false, reason: DenialReason, scope: string | null }
@@ -49,13 +67,21 @@ export function decide (data: PolicyData, input: PolicyInput): Decision {
   const rule = data.actions[input.action]
   if (rule === undefined) return { allow: false, reason: 'unknown_action', scope: null }
   const holds = (scope: string) => input.principal.scopes.includes(scope)
-  if (holds(rule.scope)) return { allow: true }
-  const self = input.target !== null && input.target.agentId === input.principal.agentId && !input.principal.delegated
-  if (self && rule.selfService === true) return { allow: true }
-  if (input.target !== null && !self && !(rule.visibleWith ?? []).some(holds)) {
+  const { target } = input
+  const self = target !== null && target.agentId === input.principal.agentId && !input.principal.delegated
+  if (target !== null && !self && !(rule.visibleWith ?? []).some(holds)) {
     return { allow: false, reason: 'not_visible', scope: rule.scope }
   }
-  return { allow: false, reason: 'insufficient_scope', scope: rule.scope }
+  if (!holds(rule.scope) && !(self && rule.selfService === true)) {
+    return { allow: false, reason: 'insufficient_scope', scope: rule.scope }
+  }
+  if (rule.confersCapabilities === true && target?.capabilities !== undefined) {
+    const mustHold = self ? target.capabilities : target.capabilities.filter((scope) => data.platformScopes.includes(scope))
+    // sorted and without repeats, as the OPA policy's set of missing scopes comes out
+    const missing = [...new Set(mustHold.filter((scope) => !holds(scope)))].sort()
+    if (missing.length > 0) return { allow: false, reason: 'privilege_escalation', scope: missing.join(' ') }
+  }
+  return { allow: true }
 }
 
 export async function loadPolicyData (policyDir: string): Promise<PolicyData> {

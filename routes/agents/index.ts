@@ -4,41 +4,44 @@ import { Agent, AgentList, AgentParams, CreateAgent, ListAgentsQuery, UpdateAgen
 import { ManagementErrors, NoContent, Problem } from '../../schemas/common.js'
 import type { Principal } from '../../plugins/auth.js'
 import {
-  countAgentsOfOwner, countOtherActiveHolders, findAgent, insertAgent, listAgents, lockOwner, lockScopeHolders,
-  setAgentStatus, updateAgentFields
+  countAgentsOfOwner, findAgent, insertAgent, listAgents, lockOwner, setAgentStatus, updateAgentFields
 } from '../../repositories/agents.js'
 import { revokeAllCredentials } from '../../repositories/credentials.js'
 import { inTransaction, type TransactionClient } from '../../repositories/transaction.js'
 import type { AuditEntry } from '../../services/audit/record.js'
-import { agentNotFound, conflict, ProblemError } from '../../lib/errors.js'
+import { ADMIN_SCOPE, holdsAdminScope, isLastUsableAdmin } from '../../services/last-admin.js'
+import { AccessDenied, agentNotFound, conflict, ProblemError } from '../../lib/errors.js'
 
-/** The scope whose last active holder may not be suspended, decommissioned or stripped of it. */
-const ADMIN_SCOPE = 'agents:write'
-
-/**
- * A refusal decided inside a transaction. The transaction rolls back, and the refusal is audited
- * afterwards on its own so that the record survives the rollback.
+/*
+ * Refusals are thrown as AccessDenied: one decided inside a transaction rolls it back, and the
+ * policy plugin audits it once the handler has failed, so that the record survives the rollback.
  */
-class Refusal {
-  constructor (readonly error: ProblemError, readonly agentId: string | null, readonly reason: string) {}
-}
 
 const agents: FastifyPluginAsyncTypebox = async function agentsRoutes (app) {
   const principalOf = (request: FastifyRequest) => request.principal as Principal
 
-  async function refuse (request: FastifyRequest, refusal: Refusal): Promise<never> {
-    await app.audit.denied(request, { agentId: refusal.agentId, reason: refusal.reason, details: { policyAction: request.routeOptions.config.policy } })
-    throw refusal.error
-  }
-
   /** Platform scopes can be granted only by a caller holding them (no escalation through capabilities). */
-  function grantRefusal (request: FastifyRequest, capabilities: string[] | undefined, agentId: string | null): Refusal | null {
+  function assertGrantable (request: FastifyRequest, capabilities: string[] | undefined, agentId: string): void {
     const ungrantable = capabilities === undefined ? [] : app.policy.ungrantable(principalOf(request), capabilities)
-    if (ungrantable.length === 0) return null
+    if (ungrantable.length === 0) return
     // RFC 6750 §3.1: the token lacks privileges the request needs, so the 403 says insufficient_scope
     const detail = `you cannot grant scopes you do not hold: ${ungrantable.join(', ')}`
     const challenge = `Bearer error="insufficient_scope", scope="${ungrantable.join(' ')}"`
-    return new Refusal(new ProblemError(403, 'FORBIDDEN', detail, { 'www-authenticate': challenge }), agentId, 'ungrantable_scope')
+    throw new AccessDenied(new ProblemError(403, 'FORBIDDEN', detail, { 'www-authenticate': challenge }), { agentId, reason: 'ungrantable_scope' })
+  }
+
+  /**
+   * MAX_AGENTS_PER_OWNER, for a registration or a move to `owner`: takes the owner's lock for the
+   * rest of the transaction, so that concurrent registrations and moves for one owner are counted
+   * one after the other, then refuses when the owner has no place left.
+   */
+  async function assertOwnerHasRoom (db: TransactionClient, owner: string, agentId: string): Promise<void> {
+    const limit = app.config.MAX_AGENTS_PER_OWNER
+    if (limit === 0) return
+    await lockOwner(db, owner)
+    if (await countAgentsOfOwner(db, owner) < limit) return
+    throw new AccessDenied(new ProblemError(403, 'FREE_TIER_LIMIT_EXCEEDED', `owner "${owner}" already has the maximum of ${limit} agents`),
+      { agentId, reason: 'free_tier_limit', details: { owner } })
   }
 
   app.post('/api/v1/agents', {
@@ -53,29 +56,21 @@ const agents: FastifyPluginAsyncTypebox = async function agentsRoutes (app) {
     }
   }, async function createAgent (request, reply) {
     const input = request.body
-    const notGrantable = grantRefusal(request, input.capabilities, principalOf(request).agentId)
-    if (notGrantable !== null) return await refuse(request, notGrantable)
-    const limit = app.config.MAX_AGENTS_PER_OWNER
-    const result = await inTransaction(app.pg.pool, async function registerAgent (db) {
-      if (limit > 0) {
-        await lockOwner(db, input.owner)
-        if (await countAgentsOfOwner(db, input.owner) >= limit) {
-          return new Refusal(new ProblemError(403, 'FREE_TIER_LIMIT_EXCEEDED',
-            `owner "${input.owner}" already has the maximum of ${limit} agents`), principalOf(request).agentId, 'free_tier_limit')
-        }
-      }
-      const agent = await insertAgent(db, input)
+    const callerId = principalOf(request).agentId
+    assertGrantable(request, input.capabilities, callerId)
+    const agent = await inTransaction(app.pg.pool, async function registerAgent (db) {
+      await assertOwnerHasRoom(db, input.owner, callerId)
+      const created = await insertAgent(db, input)
       await app.audit.record(request, {
         action: 'agent.created',
-        agentId: agent.agentId,
-        metadata: { agentType: agent.agentType, deploymentEnv: agent.deploymentEnv, capabilities: agent.capabilities }
+        agentId: created.agentId,
+        metadata: { agentType: created.agentType, deploymentEnv: created.deploymentEnv, capabilities: created.capabilities }
       }, db)
-      return agent
+      return created
     })
-    if (result instanceof Refusal) return await refuse(request, result)
-    app.metrics?.agentRegistered(result.deploymentEnv)
+    app.metrics?.agentRegistered(agent.deploymentEnv)
     reply.code(201)
-    return result
+    return agent
   })
 
   app.get('/api/v1/agents', {
@@ -114,13 +109,15 @@ const agents: FastifyPluginAsyncTypebox = async function agentsRoutes (app) {
    * (plus one `credential.revoked` per credential a decommissioning revokes).
    */
   async function changeAgent (request: FastifyRequest, agentId: string, patch: UpdateAgent): Promise<Agent> {
-    const result = await inTransaction(app.pg.pool, async function applyAgentChange (db): Promise<Agent | Refusal> {
+    const agent = await inTransaction(app.pg.pool, async function applyAgentChange (db): Promise<Agent> {
       const current = await findAgent(db, agentId, { forUpdate: true })
       if (current === null) throw agentNotFound(agentId)
       if (current.status === 'decommissioned') throw conflict('AGENT_ALREADY_DECOMMISSIONED', `agent ${agentId} is decommissioned`)
-      const refusal = grantRefusal(request, patch.capabilities, agentId) ??
-        await lastAdminRefusal(db, current, patch)
-      if (refusal !== null) return refusal
+      assertGrantable(request, patch.capabilities, agentId)
+      // a move to another owner takes a place there, as a registration would (an agent is never
+      // counted twice: one already the owner's takes no new place)
+      if (patch.owner !== undefined && patch.owner !== current.owner) await assertOwnerHasRoom(db, patch.owner, agentId)
+      await assertNotLastAdmin(db, current, patch)
 
       const { status, ...fields } = patch
       const changed = Object.keys(fields).filter((key) =>
@@ -144,20 +141,18 @@ const agents: FastifyPluginAsyncTypebox = async function agentsRoutes (app) {
       await app.audit.recordMany(request, events, db)
       return await findAgent(db, agentId) as Agent
     })
-    if (result instanceof Refusal) return await refuse(request, result)
     // the token endpoint must see a new status or narrower capabilities now, on every instance
     await app.clientDirectory.changed({ agentId })
-    return result
+    return agent
   }
 
-  /** The last active agent able to administer agents must stay able to: otherwise nobody can. */
-  async function lastAdminRefusal (db: TransactionClient, current: Agent, patch: UpdateAgent): Promise<Refusal | null> {
-    const isHolder = current.status === 'active' && current.capabilities.includes(ADMIN_SCOPE)
-    const staysHolder = (patch.status ?? current.status) === 'active' && (patch.capabilities ?? current.capabilities).includes(ADMIN_SCOPE)
-    if (!isHolder || staysHolder) return null
-    await lockScopeHolders(db, ADMIN_SCOPE)
-    if (await countOtherActiveHolders(db, ADMIN_SCOPE, current.agentId) > 0) return null
-    return new Refusal(conflict('CONFLICT', `agent ${current.agentId} is the last active agent holding ${ADMIN_SCOPE}`), current.agentId, 'last_admin')
+  /** The last agent able to administer agents must stay able to: otherwise nobody can (services/last-admin.ts). */
+  async function assertNotLastAdmin (db: TransactionClient, current: Agent, patch: UpdateAgent): Promise<void> {
+    const staysHolder = holdsAdminScope({ status: patch.status ?? current.status, capabilities: patch.capabilities ?? current.capabilities })
+    if (!holdsAdminScope(current) || staysHolder) return
+    if (!await isLastUsableAdmin(db, current.agentId)) return
+    throw new AccessDenied(conflict('CONFLICT', `agent ${current.agentId} is the last agent able to use ${ADMIN_SCOPE}`),
+      { agentId: current.agentId, reason: 'last_admin' })
   }
 
   app.patch('/api/v1/agents/:agentId', {

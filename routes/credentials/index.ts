@@ -11,7 +11,8 @@ import {
 } from '../../repositories/credentials.js'
 import { inTransaction, type Queryable } from '../../repositories/transaction.js'
 import { hashSecret, generateSecret, newSecret } from '../../services/secrets.js'
-import { agentNotFound, conflict, notFound, validationError } from '../../lib/errors.js'
+import { holdsAdminScope, isLastUsableAdmin } from '../../services/last-admin.js'
+import { AccessDenied, agentNotFound, conflict, notFound, validationError } from '../../lib/errors.js'
 import { canonicalInstant } from '../../lib/instant.js'
 
 /** An agent holds at most this many usable (active, unexpired) credentials. */
@@ -22,6 +23,11 @@ export const MAX_ACTIVE_CREDENTIALS = 5
  * call that creates or rotates it, with Cache-Control: no-store; only its argon2id hash is kept.
  * Rotation stops the old secret at once but leaves tokens already issued valid; revocation stops
  * the credential and every token it obtained, on every instance, from the next request on.
+ *
+ * Generating or rotating a secret hands out the agent's power, so the policy decides it a second
+ * time on the agent's locked row (`app.policy.authorizeTarget`): the capabilities checked are the
+ * ones the secret will carry, whatever a concurrent PATCH does. Refusals thrown as AccessDenied are
+ * audited by the policy plugin after the transaction rolled back.
  */
 const credentials: FastifyPluginAsyncTypebox = async function credentialRoutes (app) {
   /** The agent the path names, locked for the rest of the transaction; 404 / 409 when unusable. */
@@ -29,6 +35,13 @@ const credentials: FastifyPluginAsyncTypebox = async function credentialRoutes (
     const agent = await findAgent(db, agentId, { forUpdate: true })
     if (agent === null) throw agentNotFound(agentId)
     if (agent.status === 'decommissioned') throw conflict('AGENT_ALREADY_DECOMMISSIONED', `agent ${agentId} is decommissioned`)
+    return agent
+  }
+
+  /** The agent a new secret will belong to: locked, then authorized on the capabilities it holds now. */
+  async function agentToEmpower (db: Queryable, request: FastifyRequest, agentId: string): Promise<Agent> {
+    const agent = await lockedAgent(db, agentId)
+    app.policy.authorizeTarget(request, agent)
     return agent
   }
 
@@ -67,21 +80,17 @@ const credentials: FastifyPluginAsyncTypebox = async function credentialRoutes (
       throw validationError('expiresAt must be in the future', [{ field: 'body.expiresAt', message: 'must be in the future' }])
     }
     const { credentialId, secret, secretHash } = await newSecret()
-    const limitReached = conflict('CONFLICT', `agent ${agentId} already has ${MAX_ACTIVE_CREDENTIALS} active credentials; revoke one first`)
     const credential = await inTransaction(app.pg.pool, async function generate (db) {
-      await lockedAgent(db, agentId)
-      if (await countActiveCredentials(db, agentId) >= MAX_ACTIVE_CREDENTIALS) throw limitReached
+      await agentToEmpower(db, request, agentId)
+      if (await countActiveCredentials(db, agentId) >= MAX_ACTIVE_CREDENTIALS) {
+        throw new AccessDenied(conflict('CONFLICT', `agent ${agentId} already has ${MAX_ACTIVE_CREDENTIALS} active credentials; revoke one first`),
+          { agentId, reason: 'credential_limit' })
+      }
       const created = await insertCredential(db, { credentialId, clientId: agentId, secretHash, expiresAt: expiresAt ?? null })
       await app.audit.record(request, {
         action: 'credential.generated', agentId, metadata: { credentialId, expiresAt: created.expiresAt }
       }, db)
       return created
-    }).catch(async (error: unknown) => {
-      // a limit breach is audited on its own, after the rollback, so that the record survives it
-      if (error === limitReached) {
-        await app.audit.denied(request, { agentId, reason: 'credential_limit', details: { policyAction: 'credentials.create' } })
-      }
-      throw error
     })
     noStore(reply)
     reply.code(201)
@@ -121,7 +130,7 @@ const credentials: FastifyPluginAsyncTypebox = async function credentialRoutes (
     const secret = generateSecret(credentialId)
     const secretHash = await hashSecret(secret)
     const credential = await inTransaction(app.pg.pool, async function rotate (db) {
-      await lockedAgent(db, agentId)
+      await agentToEmpower(db, request, agentId)
       const current = await existingCredential(db, agentId, credentialId)
       if (current.status === 'expired') throw conflict('CONFLICT', `credential ${credentialId} has expired; generate a new one`)
       const rotated = await replaceSecret(db, credentialId, secretHash)
@@ -148,7 +157,14 @@ const credentials: FastifyPluginAsyncTypebox = async function credentialRoutes (
     await inTransaction(app.pg.pool, async function revoke (db) {
       const agent = await findAgent(db, agentId, { forUpdate: true })
       if (agent === null) throw agentNotFound(agentId)
-      await existingCredential(db, agentId, credentialId)
+      const credential = await existingCredential(db, agentId, credentialId)
+      // the last usable admin's last usable credential: revoking it would leave nobody able to
+      // administer, exactly as suspending that agent would (services/last-admin.ts)
+      if (credential.status === 'active' && holdsAdminScope(agent) && await countActiveCredentials(db, agentId) === 1 &&
+        await isLastUsableAdmin(db, agentId)) {
+        throw new AccessDenied(conflict('CONFLICT', `credential ${credentialId} is the last usable credential of the last agent able to administer agents; give another agent agents:write and a credential first`),
+          { agentId, reason: 'last_admin', details: { credentialId } })
+      }
       await revokeCredential(db, credentialId)
       await app.audit.record(request, { action: 'credential.revoked', agentId, metadata: { credentialId } }, db)
     })

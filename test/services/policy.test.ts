@@ -15,8 +15,12 @@ const ME = '11111111-1111-4111-8111-111111111111'
 const OTHER = '22222222-2222-4222-8222-222222222222'
 const PLATFORM = data.platformScopes
 
-function input (action: string, scopes: string[], target: string | null, delegated = false): PolicyInput {
-  return { principal: { agentId: ME, scopes, delegated }, action, target: target === null ? null : { agentId: target } }
+function input (action: string, scopes: string[], target: string | null, delegated = false, capabilities?: string[]): PolicyInput {
+  return {
+    principal: { agentId: ME, scopes, delegated },
+    action,
+    target: target === null ? null : { agentId: target, ...(capabilities === undefined ? {} : { capabilities }) }
+  }
 }
 
 t.test('the built-in engine: scope, self-service, 404 for the invisible, 403 for the visible', async (t) => {
@@ -32,9 +36,44 @@ t.test('the built-in engine: scope, self-service, 404 for the invisible, 403 for
     ['readable but not writable: 403', input('agents.update', ['agents:read'], OTHER), { allow: false, reason: 'insufficient_scope', scope: 'agents:write' }],
     ['credentials visible through credentials:read: 403 on write', input('credentials.revoke', ['credentials:read'], OTHER), { allow: false, reason: 'insufficient_scope', scope: 'credentials:write' }],
     ['own PATCH without agents:write: 403, not self-service', input('agents.update', [], ME), { allow: false, reason: 'insufficient_scope', scope: 'agents:write' }],
-    ['write scope suffices', input('agents.decommission', ['agents:write'], OTHER), { allow: true }],
+    ['write scope with a read scope suffices', input('agents.decommission', ['agents:read', 'agents:write'], OTHER), { allow: true }],
+    ['write scope without a read scope: 404 like GET', input('agents.decommission', ['agents:write'], OTHER), { allow: false, reason: 'not_visible', scope: 'agents:write' }],
+    ['PATCH with agents:write alone: 404 like GET', input('agents.update', ['agents:write'], OTHER), { allow: false, reason: 'not_visible', scope: 'agents:write' }],
+    ['credentials:write alone: another agent\'s credentials are not visible', input('credentials.create', ['credentials:write'], OTHER), { allow: false, reason: 'not_visible', scope: 'credentials:write' }],
+    ['credentials:write alone: revoke not visible either', input('credentials.revoke', ['credentials:write'], OTHER), { allow: false, reason: 'not_visible', scope: 'credentials:write' }],
+    ['credentials:read lists another agent\'s credentials', input('credentials.list', ['credentials:read'], OTHER), { allow: true }],
+    ['tokens:read introspects another agent\'s token', input('tokens.introspect', ['tokens:read'], OTHER), { allow: true }],
+    ['agents:write revokes another agent\'s token', input('tokens.revoke', ['agents:write'], OTHER), { allow: true }],
     ['audit needs audit:read, never self-service', input('audit.list', ['agents:read', 'agents:write'], null), { allow: false, reason: 'insufficient_scope', scope: 'audit:read' }],
     ['unknown action denies', input('agents.explode', PLATFORM, null), { allow: false, reason: 'unknown_action', scope: null }]
+  ]
+  for (const [label, given, expected] of cases) t.same(decide(data, given), expected, label)
+})
+
+t.test('the built-in engine: no escalation through credentials, decided on the target\'s capabilities', async (t) => {
+  const manager = ['credentials:read', 'credentials:write']
+  const escalation = (scope: string): ReturnType<typeof decide> => ({ allow: false, reason: 'privilege_escalation', scope })
+  const cases: Array<[string, PolicyInput, ReturnType<typeof decide>]> = [
+    ['another agent: its platform capabilities the caller lacks refuse generation, named in order',
+      input('credentials.create', manager, OTHER, false, ['audit:read', 'docs:read', 'agents:write']), escalation('agents:write audit:read')],
+    ['another agent: rotation likewise', input('credentials.rotate', manager, OTHER, false, ['tokens:read']), escalation('tokens:read')],
+    ['another agent: platform capabilities the caller holds, custom ones unchecked',
+      input('credentials.create', manager, OTHER, false, ['credentials:read', 'docs:read', 'billing:admin']), { allow: true }],
+    ['another agent: revocation only removes power, never an escalation', input('credentials.revoke', manager, OTHER, false, [...PLATFORM]), { allow: true }],
+    ['another agent: the scope is checked before the capabilities', input('credentials.create', ['credentials:read'], OTHER, false, ['docs:read']), { allow: false, reason: 'insufficient_scope', scope: 'credentials:write' }],
+    ['its own agent: a token covering every capability', input('credentials.create', ['docs:read', 'files:write'], ME, false, ['files:write', 'docs:read']), { allow: true }],
+    ['its own agent: a narrowed token cannot mint a full-power secret (custom capabilities count)',
+      input('credentials.create', ['docs:read'], ME, false, ['docs:read', 'files:write']), escalation('files:write')],
+    ['its own agent: rotation likewise', input('credentials.rotate', ['docs:read'], ME, false, ['docs:read', 'agents:read']), escalation('agents:read')],
+    ['its own agent: credentials:write does not lower the bar to platform scopes',
+      input('credentials.create', [...PLATFORM], ME, false, [...PLATFORM, 'docs:read']), escalation('docs:read')],
+    ['its own agent: revoking with any token', input('credentials.revoke', [], ME, false, ['docs:read', 'agents:write']), { allow: true }],
+    ['a delegated token on its subject is another agent\'s caller: platform capabilities checked',
+      input('credentials.create', manager, ME, true, ['docs:read', 'agents:write']), escalation('agents:write')],
+    ['a delegated token on its subject: custom capabilities unchecked', input('credentials.create', manager, ME, true, ['docs:read']), { allow: true }],
+    ['before the row is read (no capabilities in the input) only scope and visibility are decided',
+      input('credentials.create', manager, OTHER), { allow: true }],
+    ['actions that hand out no secret ignore the capabilities', input('agents.update', ['agents:read', 'agents:write'], OTHER, false, [...PLATFORM]), { allow: true }]
   ]
   for (const [label, given, expected] of cases) t.same(decide(data, given), expected, label)
 })
@@ -154,6 +193,6 @@ t.test('authz.rego is the documented source: its package and entrypoint match wh
   t.match(rego, /^package agentidp\.authz$/m)
   t.equal(WASM_ENTRYPOINT, 'agentidp/authz/decision')
   t.match(rego, /opa build -t wasm -e agentidp\/authz\/decision/)
-  for (const reason of ['unknown_action', 'not_visible', 'insufficient_scope']) t.match(rego, new RegExp(`"reason": "${reason}"`), `decides ${reason}`)
-  for (const field of ['scope', 'selfService', 'visibleWith']) t.match(rego, new RegExp(field), `reads the rule's ${field}`)
+  for (const reason of ['unknown_action', 'not_visible', 'insufficient_scope', 'privilege_escalation']) t.match(rego, new RegExp(`"reason": "${reason}"`), `decides ${reason}`)
+  for (const field of ['scope', 'selfService', 'visibleWith', 'confersCapabilities', 'platformScopes', 'capabilities']) t.match(rego, new RegExp(field), `reads the rule's ${field}`)
 })

@@ -128,3 +128,26 @@ t.test('narrowing an agent\'s capabilities narrows its live tokens on the next r
   assertProblem(t, await app.inject({ method: 'GET', url: AGENTS, headers: reader.headers }), 403, 'FORBIDDEN')
   t.equal((await app.inject({ method: 'GET', url: agentUrl(reader.agent.agentId), headers: reader.headers })).statusCode, 200, 'self-read still works')
 })
+
+t.test('a caller that may write but not read another agent gets 404 for PATCH and DELETE, as for GET; nothing changes', async (t) => {
+  // API.md: a caller that may not read the target gets 404 for every operation on it, as if it did not exist
+  const writer = await seedAgent(app, { capabilities: ['agents:write', 'docs:read'] })
+  const { victim } = await pair()
+  const before = await agentRow(app, victim.agent.agentId)
+  const attempts: Array<() => Promise<LightMyRequestResponse>> = [
+    () => app.inject({ method: 'GET', url: agentUrl(victim.agent.agentId), headers: writer.headers }),
+    () => app.inject({ method: 'PATCH', url: agentUrl(victim.agent.agentId), headers: writer.headers, payload: { version: '2.0.0' } }),
+    () => app.inject({ method: 'PATCH', url: agentUrl(victim.agent.agentId), headers: writer.headers, payload: { status: 'suspended' } }),
+    () => app.inject({ method: 'DELETE', url: agentUrl(victim.agent.agentId), headers: writer.headers })
+  ]
+  for (const attempt of attempts) {
+    const res = await assertOneDenial(t, writer.agent.agentId, victim.agent.agentId, attempt)
+    const body = assertProblem(t, res, 404, 'AGENT_NOT_FOUND')
+    t.notOk(JSON.stringify(body).includes(victim.agent.email), 'nothing of the agent leaks')
+  }
+  t.same(await agentRow(app, victim.agent.agentId), before, 'nothing changed')
+  const reasons = (await auditByActor(app, writer.agent.agentId)).filter((event) => event.action === 'access.denied').map((event) => event.metadata.reason)
+  t.same(reasons, ['not_visible', 'not_visible', 'not_visible', 'not_visible'])
+  const own = await app.inject({ method: 'PATCH', url: agentUrl(writer.agent.agentId), headers: writer.headers, payload: { version: '1.0.1' } })
+  t.equal(own.statusCode, 200, 'its own agent it sees, so agents:write applies there')
+})

@@ -1,5 +1,8 @@
 import t from 'tap'
-import { agentBody, build, mintToken, seedAdmin, seedAgent, type TestApp } from '../../helper.js'
+import { randomUUID } from 'node:crypto'
+import { agentBody, build, mintToken, PLATFORM_SCOPES, seedAdmin, seedAgent, type TestApp } from '../../helper.js'
+import { insertAgent } from '../../../repositories/agents.js'
+import { insertCredential } from '../../../repositories/credentials.js'
 import { agentRow, agentUrl, assertProblem, assertValidationError, auditByActor, auditOf, bearer, UNKNOWN_AGENT } from './support.js'
 
 const app = await build(t)
@@ -223,4 +226,44 @@ t.test('a suspended holder does not count: once the other holder is suspended th
   t.equal((await patch(pair, second.agent.agentId, first.headers, { status: 'active' })).statusCode, 200, 'reactivated')
   const again = await pair.inject({ method: 'POST', url: '/api/v1/agents', headers: first.headers, payload: agentBody() })
   t.equal(again.statusCode, 201, 'the remaining admin still administers')
+})
+
+/**
+ * Admins that hold agents:write but cannot authenticate: no credential, only revoked ones, only
+ * expired ones. None of them could ever obtain a token, so none of them keeps the system administrable.
+ */
+async function seedUnusableAdmins (target: TestApp): Promise<string[]> {
+  const ids: string[] = []
+  for (const credentials of [[], [{ revoked: true }], [{ expired: true }], [{ revoked: true }, { expired: true }]]) {
+    const agent = await insertAgent(target.pg, agentBody({ capabilities: [...PLATFORM_SCOPES], owner: 'platform' }) as never)
+    for (const credential of credentials as Array<{ revoked?: boolean, expired?: boolean }>) {
+      const credentialId = randomUUID()
+      await insertCredential(target.pg, { credentialId, clientId: agent.agentId, secretHash: 'not-a-hash', expiresAt: credential.expired === true ? new Date(Date.now() - 60_000).toISOString() : null })
+      if (credential.revoked === true) await target.pg.query("UPDATE credentials SET status = 'revoked', revoked_at = now() WHERE credential_id = $1", [credentialId])
+    }
+    ids.push(agent.agentId)
+  }
+  return ids
+}
+
+t.test('agents:write holders that cannot authenticate do not count: the last usable admin cannot be suspended, decommissioned or narrowed', async (t) => {
+  const solo = await build(t)
+  const only = await seedAdmin(solo)
+  const ghosts = await seedUnusableAdmins(solo)
+  const before = await agentRow(solo, only.agent.agentId)
+
+  assertProblem(t, await patch(solo, only.agent.agentId, only.headers, { status: 'suspended' }), 409, 'CONFLICT')
+  assertProblem(t, await patch(solo, only.agent.agentId, only.headers, { capabilities: ['agents:read'] }), 409, 'CONFLICT')
+  assertProblem(t, await solo.inject({ method: 'DELETE', url: agentUrl(only.agent.agentId), headers: only.headers }), 409, 'CONFLICT')
+  t.same(await agentRow(solo, only.agent.agentId), before, 'the last usable admin is untouched')
+  const reasons = (await auditByActor(solo, only.agent.agentId)).filter((event) => event.action === 'access.denied').map((event) => event.metadata.reason)
+  t.same(reasons, ['last_admin', 'last_admin', 'last_admin'], 'each refusal audited once')
+
+  const suspendGhost = await patch(solo, ghosts[0], only.headers, { status: 'suspended' })
+  t.equal(suspendGhost.statusCode, 200, 'an admin that cannot authenticate may itself be suspended while a usable one remains')
+
+  // once another admin can authenticate, the first one may go
+  await insertCredential(solo.pg, { credentialId: randomUUID(), clientId: ghosts[1], secretHash: 'not-a-hash', expiresAt: new Date(Date.now() + 3_600_000).toISOString() })
+  const suspended = await patch(solo, only.agent.agentId, only.headers, { status: 'suspended' })
+  t.equal(suspended.statusCode, 200, suspended.body)
 })

@@ -1,5 +1,5 @@
 import t from 'tap'
-import { build, seedAdmin } from '../../helper.js'
+import { build, mintToken, seedAdmin, seedCredential } from '../../helper.js'
 import { assertProblem, UNKNOWN_AGENT } from '../agents/support.js'
 import {
   accessToken, assertOAuthError, auditRows, credentialsUrl, credentialUrl, introspect, registerClient, requestToken,
@@ -127,4 +127,29 @@ t.test('rotation takes no body', async (t) => {
   const res = await app.inject({ method: 'POST', url: `${credentialUrl(client.agentId, client.credentialId)}/rotate`, headers: admin.headers, payload: { expiresAt: new Date(Date.now() + 86_400_000).toISOString() } })
   t.ok(res.statusCode === 400 || res.statusCode === 415, `refused: ${res.statusCode}`)
   t.equal((await requestToken(app, client)).statusCode, 200, 'the secret was not rotated')
+})
+
+t.test('the last usable admin\'s last usable credential cannot be revoked: 409, the credential stays, audited', async (t) => {
+  // revoking it would leave no agent able to obtain an agents:write token, like suspending that agent
+  const solo = await build(t)
+  const only = await seedAdmin(solo)
+  const agentId = only.agent.agentId
+  const statusOf = async (credentialId: string) =>
+    (await solo.pg.query('SELECT status FROM credentials WHERE credential_id = $1', [credentialId])).rows[0]?.status
+  const [first] = (await solo.pg.query('SELECT credential_id FROM credentials WHERE client_id = $1', [agentId])).rows.map((row) => row.credential_id as string)
+  const refused = await solo.inject({ method: 'DELETE', url: credentialUrl(agentId, first), headers: only.headers })
+  assertProblem(t, refused, 409, 'CONFLICT')
+  t.equal(await statusOf(first), 'active', 'still active')
+  const denials = (await auditRows(solo, 'access.denied', { agentId })).map((row) => row.metadata.reason)
+  t.same(denials, ['last_admin'], 'the refusal is audited once')
+
+  const second = await seedCredential(solo, agentId)
+  const withSecond = { authorization: `Bearer ${await mintToken(solo, agentId, {}, { credentialId: second })}` }
+  t.equal((await solo.inject({ method: 'DELETE', url: credentialUrl(agentId, first), headers: withSecond })).statusCode, 204, 'with another usable credential it may go')
+  assertProblem(t, await solo.inject({ method: 'DELETE', url: credentialUrl(agentId, second), headers: withSecond }), 409, 'CONFLICT')
+  t.equal(await statusOf(second), 'active', 'the last one stays')
+
+  const other = await seedAdmin(solo)
+  t.equal((await solo.inject({ method: 'DELETE', url: credentialUrl(agentId, second), headers: other.headers })).statusCode, 204,
+    'once another admin can authenticate, it may be revoked')
 })

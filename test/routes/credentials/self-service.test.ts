@@ -97,3 +97,17 @@ t.test('self-service stops with suspension: the suspended agent\'s token is refu
   t.equal(suspended.statusCode, 200, suspended.body)
   t.equal((await operations(token, agent.agentId, agent.credentialId).generate()).statusCode, 401)
 })
+
+t.test('credentials:write without a read scope gets 404 for generate, rotate and revoke of another agent, as for list', async (t) => {
+  // API.md: a caller that may not read the target gets 404 for every operation on it
+  const writer = await registerClient(app, admin.headers, { capabilities: ['credentials:write', 'docs:read'] })
+  const other = await registerClient(app, admin.headers, { capabilities: ['docs:read'] })
+  const before = await credentialRows(other.agentId)
+  for (const [name, run] of Object.entries(operations(await accessToken(app, writer), other.agentId, other.credentialId))) {
+    const res = await run()
+    t.test(`credentials:write only: ${name}`, async (t) => { assertProblem(t, res, 404, 'AGENT_NOT_FOUND') })
+  }
+  t.same(await credentialRows(other.agentId), before, 'no credential created, rotated or revoked')
+  const reasons = (await auditRows(app, 'access.denied', { agentId: other.agentId })).map((event) => event.metadata.reason)
+  t.same(reasons, ['not_visible', 'not_visible', 'not_visible', 'not_visible'], 'each refusal audited once, as not visible')
+})
