@@ -66,17 +66,10 @@ interface EventRow {
 const EVENT_COLUMNS = `event_id, agent_id, action, outcome, host(ip_address) AS ip_address, user_agent, metadata,
   ${exactTimestamp('created_at')} AS created_at_exact`
 
-function toAuditEvent (row: EventRow): AuditEvent {
-  return {
-    eventId: row.event_id,
-    agentId: row.agent_id,
-    action: row.action,
-    outcome: row.outcome,
-    ipAddress: row.ip_address,
-    userAgent: row.user_agent,
-    metadata: row.metadata,
-    timestamp: row.created_at_exact
-  }
+function toAuditEvent ({
+  event_id: eventId, agent_id: agentId, action, outcome, ip_address: ipAddress, user_agent: userAgent, metadata, created_at_exact: timestamp
+}: EventRow): AuditEvent {
+  return { eventId, agentId, action, outcome, ipAddress, userAgent, metadata, timestamp }
 }
 
 export interface AuditPage { data: AuditEvent[], nextCursor: string | null }

@@ -1,4 +1,5 @@
 import type { FastifyPluginAsyncTypebox } from '@fastify/type-provider-typebox'
+import type { TSchema } from 'typebox'
 import { Jwks, ServerMetadata } from '../../schemas/oauth.js'
 
 /**
@@ -28,29 +29,18 @@ const wellKnown: FastifyPluginAsyncTypebox = async function wellKnownRoutes (app
     ...(app.config.DOCS_ENABLED ? { service_documentation: `${base}/docs` } : {})
   }
 
-  app.get('/.well-known/jwks.json', {
-    schema: {
-      tags: ['oauth'],
-      operationId: 'getJwks',
-      summary: 'Public signing keys (RFC 7517): the current key and any previous or next key',
-      response: { 200: Jwks }
-    }
-  }, async function getJwks (_request, reply) {
-    reply.header('cache-control', 'public, max-age=300')
-    return app.keys.jwks()
-  })
+  /** A public discovery document: cacheable for five minutes (clients re-read it on an unknown kid). */
+  function discoveryDocument (url: string, operationId: string, summary: string, response: TSchema, produce: () => unknown): void {
+    app.get(url, { schema: { tags: ['oauth'], operationId, summary, response: { 200: response } } }, async function serveDiscoveryDocument (_request, reply) {
+      reply.header('cache-control', 'public, max-age=300')
+      return produce()
+    })
+  }
 
-  app.get(`/.well-known/oauth-authorization-server${issuerPath}`, {
-    schema: {
-      tags: ['oauth'],
-      operationId: 'getServerMetadata',
-      summary: 'Authorization server metadata (RFC 8414)',
-      response: { 200: ServerMetadata }
-    }
-  }, async function getServerMetadata (_request, reply) {
-    reply.header('cache-control', 'public, max-age=300')
-    return metadata
-  })
+  discoveryDocument('/.well-known/jwks.json', 'getJwks',
+    'Public signing keys (RFC 7517): the current key and any previous or next key', Jwks, () => app.keys.jwks())
+  discoveryDocument(`/.well-known/oauth-authorization-server${issuerPath}`, 'getServerMetadata',
+    'Authorization server metadata (RFC 8414)', ServerMetadata, () => metadata)
 }
 
 export default wellKnown

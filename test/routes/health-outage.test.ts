@@ -63,21 +63,30 @@ t.test('/health is 200 with both private services up', async (t) => {
   t.equal((await listAgents()).response.statusCode, 200, 'the seeded admin token works')
 })
 
-t.test('a Redis outage makes /health 503 degraded within 1 s, and its return makes it 200 again', async (t) => {
-  await redis.stop()
+/**
+ * One dependency down: /health is 503 within 1 s naming it (twice: the next call too), liveness
+ * stays 200 while readiness is 503, and once it is back everything is 200 again without a restart.
+ */
+async function outage (t: Test, dependency: { stop (): Promise<void>, start (): Promise<void> }, degraded: Record<string, string>, ready: Record<string, string>): Promise<void> {
+  await healthyAgain(t)
+  await dependency.stop()
 
   const { response, ms } = await getHealth()
 
   t.equal(response.statusCode, 503)
-  t.same(response.json(), { status: 'degraded', postgres: 'connected', redis: 'error' })
+  t.same(response.json(), { status: 'degraded', ...degraded })
   t.ok(ms < 1000, `answered in ${Math.round(ms)} ms`)
   const again = await getHealth()
   t.ok(again.ms < 1000 && again.response.statusCode === 503, `still 503 within 1 s on the next call (${Math.round(again.ms)} ms)`)
-  await assertLiveButNotReady(t, { postgres: 'connected', redis: 'error', migrations: 'current' })
+  await assertLiveButNotReady(t, ready)
 
-  await redis.start()
+  await dependency.start()
   await healthyAgain(t)
   t.equal((await get('/health/ready')).statusCode, 200, 'ready again')
+}
+
+t.test('a Redis outage makes /health 503 degraded within 1 s, and its return makes it 200 again', async (t) => {
+  await outage(t, redis, { postgres: 'connected', redis: 'error' }, { postgres: 'connected', redis: 'error', migrations: 'current' })
 })
 
 t.test('during a Redis outage a management request answers within 3 s: served, or 503 SERVICE_UNAVAILABLE', async (t) => {
@@ -99,21 +108,7 @@ t.test('during a Redis outage a management request answers within 3 s: served, o
 })
 
 t.test('a PostgreSQL outage makes /health 503 degraded within 1 s, and its return makes it 200 again', async (t) => {
-  await healthyAgain(t)
-  await postgres.stop()
-
-  const { response, ms } = await getHealth()
-
-  t.equal(response.statusCode, 503)
-  t.same(response.json(), { status: 'degraded', postgres: 'error', redis: 'connected' })
-  t.ok(ms < 1000, `answered in ${Math.round(ms)} ms`)
-  const again = await getHealth()
-  t.ok(again.ms < 1000 && again.response.statusCode === 503, `still 503 within 1 s on the next call (${Math.round(again.ms)} ms)`)
-  await assertLiveButNotReady(t, { postgres: 'error', redis: 'connected', migrations: 'unknown' })
-
-  await postgres.start()
-  await healthyAgain(t)
-  t.equal((await get('/health/ready')).statusCode, 200, 'ready again')
+  await outage(t, postgres, { postgres: 'error', redis: 'connected' }, { postgres: 'error', redis: 'connected', migrations: 'unknown' })
 })
 
 t.test('during a PostgreSQL outage an authenticated management request answers 503 SERVICE_UNAVAILABLE within 3 s', async (t) => {
