@@ -5,6 +5,7 @@ import { build, seedAdmin, seedAgent, type TestApp } from '../../helper.js'
 import { canonicalEvent, chainHash, GENESIS_HASH } from '../../../services/audit/chain.js'
 import type { ChainedEvent } from '../../../repositories/audit-chain.js'
 import { sealBatch } from '../../../services/audit/sealer.js'
+import { hasSealableEvents } from '../../../repositories/audit-chain.js'
 import { AUDIT, sealAll, seedEvents, unsealedCount } from '../../support/audit.js'
 
 async function verify (app: TestApp, headers: Record<string, string>, query = '') {
@@ -93,11 +94,19 @@ t.test('several instances writing and sealing at once form one chain; writers ne
   }))
   t.ok(Date.now() - started < 5000, 'writes do not wait for the chain')
   await holder.query('COMMIT')
-  // events ready, chain held by another sealer: a sealer skips at once rather than wait
-  await holder.query('BEGIN')
-  await holder.query('SELECT 1 FROM audit_chain FOR UPDATE')
-  // (the instances' own sealers may have sealed everything before the lock was taken: one more)
-  await seedEvents(first, [{}])
+  // events ready, chain held by another sealer: a sealer skips at once rather than wait. An event
+  // is ready only once every older transaction has ended, so it is written before the holder takes
+  // the lock (its transaction id is then the older); the instances' own sealers may still seal it
+  // in between, so the holder tries again until it holds the chain with a ready event
+  let ready = false
+  for (let attempt = 0; attempt < 50 && !ready; attempt += 1) {
+    await holder.query('BEGIN')
+    await seedEvents(first, [{}])
+    await holder.query('SELECT 1 FROM audit_chain FOR UPDATE')
+    ready = await hasSealableEvents(first.pg.pool)
+    if (!ready) await holder.query('COMMIT')
+  }
+  t.ok(ready, 'the chain is held while an event is ready to seal')
   const skipping = Date.now()
   t.equal(await sealBatch(first.pg.pool), null, 'a sealer finding the chain busy skips')
   t.ok(Date.now() - skipping < 1000, 'at once')
