@@ -34,3 +34,35 @@ export function createLimiter (concurrency: number, maxQueued: number): Limiter 
     }
   }
 }
+
+/**
+ * One limiter per key (e.g. per client address), each running at most `concurrency` tasks and
+ * queueing at most `maxQueued`: a key with many tasks waits in its own queue instead of filling a
+ * shared one. A key's limiter exists only while it has tasks, so idle keys cost nothing.
+ */
+export interface KeyedLimiter {
+  run<T> (key: string, task: () => Promise<T>): Promise<T>
+  /** keys with tasks running or queued */
+  readonly size: number
+}
+
+export function createKeyedLimiter (concurrency: number, maxQueued: number): KeyedLimiter {
+  const limiters = new Map<string, { limiter: Limiter, tasks: number }>()
+  return {
+    async run (key, task) {
+      let entry = limiters.get(key)
+      if (entry === undefined) {
+        entry = { limiter: createLimiter(concurrency, maxQueued), tasks: 0 }
+        limiters.set(key, entry)
+      }
+      entry.tasks += 1
+      try {
+        return await entry.limiter.run(task)
+      } finally {
+        entry.tasks -= 1
+        if (entry.tasks === 0) limiters.delete(key)
+      }
+    },
+    get size () { return limiters.size }
+  }
+}

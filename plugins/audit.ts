@@ -17,7 +17,10 @@ import { recordEvents, type AuditContext, type AuditEntry } from '../services/au
  * Failures have one helper each and one metadata shape:
  *   auth.failed    {reason, method, endpoint, ...details}  (the claimed agent only when it exists)
  *   access.denied  {reason, endpoint, ...details}
- * where `endpoint` is the route pattern the request matched.
+ * where `endpoint` is the route pattern the request matched. A refusal a flood repeats — an address
+ * past a per-IP limit — goes through `limitBreached`: the first from an address is written as
+ * `denied` writes it, the next ones are counted into one summary row per address and minute
+ * (services/audit/floods.ts, written by the jobs plugin), so no request rate turns into as many rows.
  */
 export type AuthMethod = 'bearer' | 'client_credentials'
 
@@ -38,6 +41,10 @@ export interface AuditWriter {
   recordMany (request: FastifyRequest, entries: AuditEntry[], db?: Queryable): Promise<void>
   authFailed (request: FastifyRequest, failure: AuthFailure): Promise<void>
   denied (request: FastifyRequest, denial: Denial): Promise<void>
+  /** an address past a per-IP limit was refused: written at the first, counted into a summary after */
+  limitBreached (request: FastifyRequest, breach: { reason: string }): Promise<void>
+  /** writes the summaries of the refusals counted so far now (a timer does it every minute); resolves with how many rows */
+  flushSummaries (): Promise<number>
   /** who caused the request's events, for writers that batch them (token issuance) */
   context (request: FastifyRequest): AuditContext
   /** seals every committed event that is ready now; resolves with how many */
@@ -61,7 +68,7 @@ declare module 'fastify' {
 }
 
 export default fp(async function auditPlugin (app: FastifyInstance) {
-  const sealer = app.jobs.sealer
+  const { sealer, floods, floodSummaries } = app.jobs
 
   function context (request: FastifyRequest): AuditContext {
     const userAgent = request.headers['user-agent']
@@ -99,6 +106,12 @@ export default fp(async function auditPlugin (app: FastifyInstance) {
         metadata: { reason: denial.reason, endpoint: endpointOf(request), ...denial.details }
       }])
     },
+    async limitBreached (request, breach) {
+      if (floods.note(request.ip ?? null, { action: 'access.denied', reason: breach.reason })) {
+        await writer.denied(request, { agentId: null, reason: breach.reason })
+      }
+    },
+    flushSummaries: () => floodSummaries.runNow(),
     context,
     seal: () => sealer.runNow(),
     written: () => { sealer.nudge(SEAL_NUDGE_MS) }

@@ -3,7 +3,7 @@ import { decodeJwt, errors as joseErrors, type JWTPayload } from 'jose'
 import type { FastifyInstance, FastifyRequest } from 'fastify'
 import { findTokenState } from '../repositories/tokens.js'
 import { revocationReason, type RevocationReason } from '../services/revocation.js'
-import { UnknownKeyError, unauthorized } from '../lib/errors.js'
+import { RateLimitError, UnknownKeyError, unauthorized } from '../lib/errors.js'
 import { parseAuthorization } from '../lib/authorization.js'
 import { isUuid } from '../lib/uuid.js'
 import { credentialOfTokenId } from '../lib/token-id.js'
@@ -16,6 +16,15 @@ import { isCanonicalCompactJws } from '../lib/jws.js'
  * is still good now: it is not revoked, the credential that obtained it (named by its jti) is not
  * revoked, the agent is active and the token postdates the agent's "valid after" instant. Its
  * effective scope is its `scope` ∩ the agent's current capabilities.
+ *
+ * Failed Bearer authentications (no token, a malformed header, a token that does not check out)
+ * count per IP (RATE_LIMIT_BEARER_FAILURES_PER_IP a minute, in Redis like every limit): under the
+ * limit each is a 401 audited as `auth.failed`; once the count reaches it, the address is answered
+ * 429 before any work until its window ends, and its refusals are audited through
+ * `app.audit.limitBreached` (the first one, then one summary per minute), so a flood of
+ * unauthenticated requests can neither cost a verification nor an audit row each. Successful
+ * authentications never count. Whether an address is past its limit is remembered by this instance
+ * from the count Redis returned at its last failure, so a good request costs no Redis round trip.
  */
 
 export interface Principal {
@@ -43,6 +52,13 @@ export type Validation =
 export interface Auth {
   /** full validation, signature to revocation state; `audience` defaults to ISSUER_URL */
   validate (token: string, options?: { audience?: string | string[] | null }): Promise<Validation>
+  /** refuses (429, audited as a limit breach) an address past RATE_LIMIT_BEARER_FAILURES_PER_IP; call before any work */
+  refuseFlooding (request: FastifyRequest): Promise<void>
+  /**
+   * A failed Bearer authentication: counted against the address and audited as `auth.failed`, then
+   * `error` is thrown — or, when this failure takes the address past its limit, a 429.
+   */
+  reject (request: FastifyRequest, failure: { claimedAgentId: string | null, reason: string }, error: Error): Promise<never>
 }
 
 const DESCRIPTIONS: Record<FailureReason, string> = {
@@ -104,8 +120,55 @@ declare module 'fastify' {
   }
 }
 
+const FAILURE_WINDOW_MS = 60_000
+// addresses remembered as past their limit; beyond this many, the oldest are forgotten (they are
+// then refused after one more failure, when Redis says so again)
+const MAX_BLOCKED_ADDRESSES = 10_000
+
 export default fp(async function authPlugin (app: FastifyInstance) {
   const issuer = app.config.ISSUER_URL
+  const failureLimit = app.config.RATE_LIMIT_BEARER_FAILURES_PER_IP
+  const failuresPerIp = failureLimit === 0
+    ? null
+    : app.createRateLimit({ max: failureLimit, timeWindow: FAILURE_WINDOW_MS, keyGenerator: (request) => `bearerfail:${request.ip}` })
+  /** address → when its window ends (ms), for the addresses whose failures reached the limit */
+  const blockedUntil = new Map<string, number>()
+
+  function block (ip: string, untilMs: number): void {
+    blockedUntil.delete(ip)
+    if (blockedUntil.size >= MAX_BLOCKED_ADDRESSES) blockedUntil.delete(blockedUntil.keys().next().value as string)
+    blockedUntil.set(ip, untilMs)
+  }
+
+  async function refuse (request: FastifyRequest, retryAfterSeconds: number): Promise<never> {
+    await app.audit.limitBreached(request, { reason: 'bearer_failures_rate_limited' })
+    throw new RateLimitError(Math.max(1, retryAfterSeconds), 'rate_limited', 'too many failed authentications from this address; retry later')
+  }
+
+  async function refuseFlooding (request: FastifyRequest): Promise<void> {
+    const until = blockedUntil.get(request.ip)
+    if (until === undefined) return
+    const now = Date.now()
+    if (until <= now) {
+      blockedUntil.delete(request.ip)
+      return
+    }
+    await refuse(request, Math.ceil((until - now) / 1000))
+  }
+
+  async function reject (request: FastifyRequest, failure: { claimedAgentId: string | null, reason: string }, error: Error): Promise<never> {
+    if (failuresPerIp !== null) {
+      const window = await failuresPerIp(request)
+      if (!window.isAllowed) {
+        // the limit reached: the next request from there is refused before any work
+        if (window.remaining === 0) block(request.ip, Date.now() + window.ttl)
+        // past it (concurrent failures that all passed the check): a refusal, not one more audited failure
+        if (window.isExceeded) await refuse(request, window.ttlInSeconds)
+      }
+    }
+    await app.audit.authFailed(request, { ...failure, method: 'bearer' })
+    throw error
+  }
 
   async function validate (token: string, options: { audience?: string | string[] | null } = {}): Promise<Validation> {
     const audience = options.audience === undefined ? issuer : options.audience
@@ -149,21 +212,19 @@ export default fp(async function authPlugin (app: FastifyInstance) {
   }
 
   async function authenticate (request: FastifyRequest): Promise<void> {
+    await refuseFlooding(request)
     const authorization = parseAuthorization(request.headers.authorization)
     if (authorization?.scheme !== 'bearer' || authorization.credentials === null) {
       const missing = authorization === null
-      await app.audit.authFailed(request, { claimedAgentId: null, reason: missing ? 'missing_token' : 'malformed_authorization', method: 'bearer' })
-      throw unauthorized(missing ? 'an access token is required' : 'the Authorization header must be "Bearer <access token>"', false)
+      return await reject(request, { claimedAgentId: null, reason: missing ? 'missing_token' : 'malformed_authorization' },
+        unauthorized(missing ? 'an access token is required' : 'the Authorization header must be "Bearer <access token>"', false))
     }
     const result = await validate(authorization.credentials)
-    if (!result.ok) {
-      await app.audit.authFailed(request, { claimedAgentId: result.claimedAgentId, reason: result.reason, method: 'bearer' })
-      throw unauthorized(DESCRIPTIONS[result.reason], true)
-    }
+    if (!result.ok) return await reject(request, { claimedAgentId: result.claimedAgentId, reason: result.reason }, unauthorized(DESCRIPTIONS[result.reason], true))
     request.principal = result.principal
   }
 
-  app.decorate('auth', { validate })
+  app.decorate('auth', { validate, refuseFlooding, reject })
   app.decorateRequest('principal', undefined)
 
   app.addHook('onRoute', function requireBearer (route) {
@@ -171,4 +232,4 @@ export default fp(async function authPlugin (app: FastifyInstance) {
     const existing = route.onRequest === undefined ? [] : Array.isArray(route.onRequest) ? route.onRequest : [route.onRequest]
     route.onRequest = [authenticate, ...existing]
   })
-}, { name: 'auth', dependencies: ['config', 'db', 'keys', 'audit'], fastify: '5.x' })
+}, { name: 'auth', dependencies: ['config', 'db', 'keys', 'audit', 'rate-limit'], fastify: '5.x' })

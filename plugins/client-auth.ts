@@ -5,7 +5,7 @@ import type { ClientRecord } from '../repositories/credentials.js'
 import { credentialIdOf, decoy, verifySecret } from '../services/secrets.js'
 import { OAuthError, RateLimitError } from '../lib/errors.js'
 import { parseAuthorization } from '../lib/authorization.js'
-import { createLimiter } from '../lib/limiter.js'
+import { createKeyedLimiter, createLimiter } from '../lib/limiter.js'
 
 /**
  * OAuth client authentication (RFC 6749 §2.3.1): client_secret_basic or client_secret_post, never
@@ -15,6 +15,14 @@ import { createLimiter } from '../lib/limiter.js'
  * RATE_LIMIT_AUTH_FAILURES_PER_IP a minute, that IP is refused before any work, while the agent
  * itself, authenticating from elsewhere, is unaffected: nobody can lock an agent out by failing
  * on its client_id.
+ *
+ * The limit holds under concurrency: a verification is reserved before it runs, and an IP's
+ * failures so far (Redis) plus its verifications in flight (this instance) never exceed the
+ * limit — the rest are refused at once with 429. Counting only after the verification let 300
+ * simultaneous wrong secrets run 231 of them. And each IP's verifications wait in a queue of their
+ * own, one at a time, before the shared argon2 slots: one address can't fill the shared queue and
+ * make every other client's first authentication wait behind it. A success releases its
+ * reservation without counting (successful authentications don't count against the IP).
  *
  * argon2 stays off the hot path: a secret verified once is remembered as an HMAC under a
  * per-process key, bound to the stored hash it matched. The credential's and agent's state comes
@@ -49,6 +57,8 @@ const DIGEST_MAX_ENTRIES = 10_000
 // argon2 runs on libuv's 4 threads, which RS256 signing also uses: keep two of them for signing
 const ARGON2_CONCURRENCY = 2
 const ARGON2_MAX_QUEUED = 200
+// one address's verifications at a time: it holds at most one of the shared slots or queue places
+const ARGON2_PER_IP_CONCURRENCY = 1
 
 function invalidRequest (description: string): OAuthError {
   return new OAuthError(400, 'invalid_request', description)
@@ -88,6 +98,9 @@ export default fp(async function clientAuthPlugin (app: FastifyInstance) {
   const hmacKey = randomBytes(32)
   const remembered = new Map<string, Remembered>()
   const argon2Slots = createLimiter(ARGON2_CONCURRENCY, ARGON2_MAX_QUEUED)
+  const argon2PerIp = createKeyedLimiter(ARGON2_PER_IP_CONCURRENCY, ARGON2_MAX_QUEUED)
+  /** IP → verifications reserved on this instance and not yet settled (failed and counted, or succeeded) */
+  const inFlight = new Map<string, number>()
   await decoy()
 
   const digestOf = (secret: string) => createHmac('sha256', hmacKey).update(secret).digest()
@@ -97,19 +110,25 @@ export default fp(async function clientAuthPlugin (app: FastifyInstance) {
     remembered.set(credentialId, { storedHash, digest: digestOf(secret), expiresAt: Date.now() + DIGEST_TTL_MS })
   }
 
+  /** whether `secret` is the one this instance remembers for the credential (its hash unchecked yet: see `recalls`) */
+  function remembersSecret (credentialId: string, secret: string): boolean {
+    const entry = remembered.get(credentialId)
+    return entry !== undefined && entry.expiresAt > Date.now() && timingSafeEqual(entry.digest, digestOf(secret))
+  }
+
   function recalls (record: ClientRecord, secret: string): boolean {
     const entry = remembered.get(record.credentialId)
     if (entry === undefined || entry.storedHash !== record.secretHash || entry.expiresAt <= Date.now()) return false
     return timingSafeEqual(entry.digest, digestOf(secret))
   }
 
-  async function argon2 (hash: string, secret: string): Promise<boolean> {
-    return await argon2Slots.run(() => verifySecret(hash, secret))
+  async function argon2 (ip: string, hash: string, secret: string): Promise<boolean> {
+    return await argon2PerIp.run(ip, () => argon2Slots.run(() => verifySecret(hash, secret)))
   }
 
-  async function verifyAndRemember (record: ClientRecord, secret: string): Promise<boolean> {
+  async function verifyAndRemember (ip: string, record: ClientRecord, secret: string): Promise<boolean> {
     const hash = record.secretHash ?? await decoy()
-    const valid = await argon2(hash, secret) && record.secretHash !== null
+    const valid = await argon2(ip, hash, secret) && record.secretHash !== null
     if (valid) remember(record.credentialId, hash, secret)
     return valid
   }
@@ -136,53 +155,101 @@ export default fp(async function clientAuthPlugin (app: FastifyInstance) {
     return null
   }
 
-  /** Records a failed authentication (audit + the IP's failure count), then gives the one 401 answer. */
+  /** Records a failed authentication (the IP's failure count, then audit), then gives the one 401 answer. */
   async function reject (request: FastifyRequest, method: AuthenticatedClient['method'] | null, claimedClientId: string | null, reason: string): Promise<never> {
-    await app.audit.authFailed(request, { claimedAgentId: claimedClientId, reason, method: 'client_credentials' })
+    // counted first: a reservation is released only once its failure is in the count
     if (failuresPerIp !== null) await failuresPerIp(request)
+    await app.audit.authFailed(request, { claimedAgentId: claimedClientId, reason, method: 'client_credentials' })
     throw new OAuthError(401, 'invalid_client', 'client authentication failed',
       method === 'client_secret_basic' ? { 'www-authenticate': 'Basic realm="agentidp", charset="UTF-8"' } : {})
+  }
+
+  async function refuse (request: FastifyRequest, retryAfterSeconds: number): Promise<never> {
+    // the first refusal from an address is written at once, the next ones summarised (plugins/audit.ts)
+    await app.audit.limitBreached(request, { reason: 'auth_failures_rate_limited' })
+    throw new RateLimitError(Math.max(1, retryAfterSeconds), 'rate_limited', 'too many failed client authentications from this address; retry later')
   }
 
   /** Peeks at the IP's failure count: an IP at its limit is refused before any work is done. */
   async function refuseFloodingIp (request: FastifyRequest): Promise<void> {
     if (failuresPerIp === null) return
     const window = await failuresPerIp(request, { increment: false })
-    if (window.isAllowed) return
-    if (window.remaining === 0) {
-      await app.audit.denied(request, { agentId: null, reason: 'auth_failures_rate_limited' })
-      throw new RateLimitError(Math.max(1, window.ttlInSeconds), 'rate_limited', 'too many failed client authentications from this address; retry later')
+    if (!window.isAllowed && window.remaining === 0) await refuse(request, window.ttlInSeconds)
+  }
+
+  /**
+   * Reserves one verification for the request's IP, or refuses it (429) when the IP's failures so
+   * far plus its verifications in flight on this instance have reached the limit. The reservation is
+   * taken before the count is read, so of two overlapping requests the later one always sees the
+   * earlier: still in flight, or — since a failure is released only after it is counted — in the
+   * count. The caller releases it once the outcome is settled.
+   */
+  async function reserveVerification (request: FastifyRequest): Promise<() => void> {
+    if (failuresPerIp === null) return () => {}
+    const ip = request.ip
+    const othersInFlight = inFlight.get(ip) ?? 0
+    inFlight.set(ip, othersInFlight + 1)
+    let released = false
+    const release = () => {
+      if (released) return
+      released = true
+      const left = (inFlight.get(ip) ?? 1) - 1
+      if (left === 0) inFlight.delete(ip)
+      else inFlight.set(ip, left)
     }
+    try {
+      const window = await failuresPerIp(request, { increment: false })
+      const failures = window.isAllowed ? 0 : failureLimit - window.remaining
+      if (!window.isAllowed && failures + othersInFlight >= failureLimit) {
+        release()
+        await refuse(request, window.ttlInSeconds)
+      }
+    } catch (error) {
+      release()
+      throw error
+    }
+    return release
   }
 
   async function verify (request: FastifyRequest, credentials: PresentedCredentials): Promise<AuthenticatedClient> {
     const credentialId = credentialIdOf(credentials.secret)
-    const record = credentialId === null ? null : await app.clientDirectory.find(credentialId)
-    const matches = record !== null && record.agentId === credentials.clientId.toLowerCase()
-    const usable = matches && record.credentialStatus === 'active' && record.agentStatus !== 'decommissioned' ? record : null
-    // the same argon2 work whether or not there is a real hash to compare against
-    const valid = usable !== null
-      ? recalls(usable, credentials.secret) || await verifyAndRemember(usable, credentials.secret)
-      : await argon2(await decoy(), credentials.secret) && false
-    if (!valid) {
-      const reason = record === null || !matches
-        ? (credentialId === null ? 'malformed_secret' : 'unknown_client')
-        : record.credentialStatus !== 'active' ? `${record.credentialStatus}_credential`
-          : record.agentStatus === 'decommissioned' ? 'agent_decommissioned' : 'bad_secret'
-      return await reject(request, credentials.method, credentials.clientId, reason)
-    }
-    const client = record as ClientRecord
-    if (client.agentStatus === 'suspended') {
-      await app.audit.authFailed(request, { claimedAgentId: client.agentId, reason: 'agent_suspended', method: 'client_credentials' })
-      throw new OAuthError(400, 'unauthorized_client', 'the client is suspended')
-    }
-    return {
-      agentId: client.agentId,
-      credentialId: client.credentialId,
-      capabilities: client.capabilities,
-      validAfterMs: client.validAfterMs,
-      secretHash: client.secretHash as string,
-      method: credentials.method
+    // A secret this instance verified recently costs no argon2, so it needs no reservation; any
+    // other is reserved before the lookup, so that a refused attempt costs no database work either.
+    let release = credentialId !== null && remembersSecret(credentialId, credentials.secret) ? null : await reserveVerification(request)
+    try {
+      const record = credentialId === null ? null : await app.clientDirectory.find(credentialId)
+      const matches = record !== null && record.agentId === credentials.clientId.toLowerCase()
+      const usable = matches && record.credentialStatus === 'active' && record.agentStatus !== 'decommissioned' ? record : null
+      if (usable === null || !recalls(usable, credentials.secret)) {
+        // remembered, but against a hash that has changed since (a rotation) or expired: verified after all
+        release ??= await reserveVerification(request)
+        // the same argon2 work whether or not there is a real hash to compare against
+        const valid = usable !== null
+          ? await verifyAndRemember(request.ip, usable, credentials.secret)
+          : await argon2(request.ip, await decoy(), credentials.secret) && false
+        if (!valid) {
+          const reason = record === null || !matches
+            ? (credentialId === null ? 'malformed_secret' : 'unknown_client')
+            : record.credentialStatus !== 'active' ? `${record.credentialStatus}_credential`
+              : record.agentStatus === 'decommissioned' ? 'agent_decommissioned' : 'bad_secret'
+          return await reject(request, credentials.method, credentials.clientId, reason)
+        }
+      }
+      const client = usable as ClientRecord
+      if (client.agentStatus === 'suspended') {
+        await app.audit.authFailed(request, { claimedAgentId: client.agentId, reason: 'agent_suspended', method: 'client_credentials' })
+        throw new OAuthError(400, 'unauthorized_client', 'the client is suspended')
+      }
+      return {
+        agentId: client.agentId,
+        credentialId: client.credentialId,
+        capabilities: client.capabilities,
+        validAfterMs: client.validAfterMs,
+        secretHash: client.secretHash as string,
+        method: credentials.method
+      }
+    } finally {
+      release?.()
     }
   }
 

@@ -35,6 +35,7 @@ const EnvSchema = Type.Object({
   TOKEN_TTL_SECONDS: Type.Integer({ minimum: 60, maximum: 86_400, default: 3600 }),
   RATE_LIMIT_TOKEN_PER_CLIENT: Limit(100, 'token requests per minute per client_id'),
   RATE_LIMIT_AUTH_FAILURES_PER_IP: Limit(30, 'failed client authentications per minute per IP'),
+  RATE_LIMIT_BEARER_FAILURES_PER_IP: Limit(100, 'failed Bearer authentications (no, malformed or invalid access token) per minute per IP'),
   TOKEN_MONTHLY_QUOTA: Limit(10_000, 'tokens per agent per UTC month'),
   MAX_AGENTS_PER_OWNER: Limit(100, 'agents per owner label'),
   AUDIT_RETENTION_DAYS: Limit(90, 'days audit events are kept'),

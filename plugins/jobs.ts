@@ -2,12 +2,15 @@ import fp from 'fastify-plugin'
 import type { FastifyInstance } from 'fastify'
 import { startPeriodic, type Periodic, type PeriodicOptions } from '../lib/periodic.js'
 import { sealPending } from '../services/audit/sealer.js'
+import { createFloodLedger, writeFloodSummaries, type FloodLedger } from '../services/audit/floods.js'
 import { pruneExpiredEvents } from '../services/audit/retention.js'
 import { pruneRevocations } from '../services/revocation.js'
 
 /**
  * Every background timer of the process lives here: the audit sealer (also nudged by writes, see
- * plugins/audit.ts), audit retention and the pruning of expired revocations. Intervals come from
+ * plugins/audit.ts), the summaries of refusals a flood repeats (services/audit/floods.ts: one row
+ * per address and minute instead of one per request), audit retention and the pruning of expired
+ * revocations. Intervals come from
  * config. Every instance runs them; the work itself coordinates across instances (row locks with
  * SKIP LOCKED), so running them everywhere is safe. A job that keeps failing backs off up to
  * MAX_BACKOFF_MS and says so once (a warning on its first failure, debug lines after, one info line
@@ -16,10 +19,16 @@ import { pruneRevocations } from '../services/revocation.js'
 const MAX_BACKOFF_MS = 5 * 60_000
 // not in the middle of a rolling deploy's warm-up
 const RETENTION_FIRST_RUN_MS = 60_000
+// the per-IP limits count per minute: one summary per address and kind per window
+const FLOOD_SUMMARY_INTERVAL_MS = 60_000
 
 export interface Jobs {
   /** seals committed audit events into the hash chain; resolves with how many it sealed */
   readonly sealer: Periodic<number>
+  /** refusals counted instead of written (plugins/audit.ts `limitBreached`) */
+  readonly floods: FloodLedger
+  /** writes the floods' summaries; resolves with how many rows */
+  readonly floodSummaries: Periodic<number>
 }
 
 declare module 'fastify' {
@@ -50,6 +59,12 @@ export default fp(async function jobsPlugin (app: FastifyInstance) {
   })
   running.push(sealer)
 
+  const floods = createFloodLedger()
+  const floodSummaries = startPeriodic<number>(() => writeFloodSummaries(pool, floods), {
+    intervalMs: FLOOD_SUMMARY_INTERVAL_MS, maxBackoffMs: MAX_BACKOFF_MS, ...reportingTo(app, 'audit flood summaries')
+  })
+  running.push(floodSummaries)
+
   if (AUDIT_RETENTION_DAYS > 0) {
     const report = reportingTo<number>(app, 'audit retention')
     running.push(startPeriodic(() => pruneExpiredEvents(pool, AUDIT_RETENTION_DAYS), {
@@ -68,7 +83,13 @@ export default fp(async function jobsPlugin (app: FastifyInstance) {
     intervalMs: TOKEN_PRUNE_INTERVAL_SECONDS * 1000, maxBackoffMs: MAX_BACKOFF_MS, ...reportingTo(app, 'revocation pruning')
   }))
 
-  app.decorate('jobs', { sealer })
+  app.decorate('jobs', { sealer, floods, floodSummaries })
   // registered after the db plugin, so this runs before the pool closes: a run in progress ends first
-  app.addHook('onClose', async () => { await Promise.all(running.map((job) => job.stop())) })
+  app.addHook('onClose', async () => {
+    await Promise.all(running.map((job) => job.stop()))
+    // what was counted since the last summary is written, not lost with the process
+    await writeFloodSummaries(pool, floods).catch((error: unknown) => {
+      app.log.warn({ job: 'audit flood summaries', err: { message: (error as Error).message } }, 'the last flood summaries could not be written')
+    })
+  })
 }, { name: 'jobs', dependencies: ['config', 'db'], fastify: '5.x' })

@@ -7,7 +7,9 @@ import { parseAuthorization } from '../../lib/authorization.js'
 /**
  * Who is calling introspection or revocation: an agent presenting its own Bearer access token, or
  * a client authenticating with its credentials (whose capabilities then stand for its scopes).
- * Anything else is a 401 invalid_client, and a failed attempt is audited like any other.
+ * Anything else is a 401 invalid_client, and a failed attempt is audited like any other and counts
+ * against the address like any other of its kind (RATE_LIMIT_AUTH_FAILURES_PER_IP for client
+ * credentials, RATE_LIMIT_BEARER_FAILURES_PER_IP for Bearer tokens).
  */
 export type Caller = PolicyInput['principal']
 
@@ -20,12 +22,13 @@ export async function authenticateCaller (app: FastifyInstance, request: Fastify
   if (app.clientAuth.presents(request, body)) {
     throw new OAuthError(400, 'invalid_request', 'use either a Bearer token or client credentials, not both')
   }
+  await app.auth.refuseFlooding(request)
   const result = authorization.credentials === null
     ? { ok: false as const, reason: 'malformed_authorization', claimedAgentId: null }
     : await app.auth.validate(authorization.credentials)
   if (!result.ok) {
-    await app.audit.authFailed(request, { claimedAgentId: result.claimedAgentId, reason: result.reason, method: 'bearer' })
-    throw new OAuthError(401, 'invalid_client', 'the Bearer token is not valid', { 'www-authenticate': 'Bearer error="invalid_token"' })
+    return await app.auth.reject(request, { claimedAgentId: result.claimedAgentId, reason: result.reason },
+      new OAuthError(401, 'invalid_client', 'the Bearer token is not valid', { 'www-authenticate': 'Bearer error="invalid_token"' }))
   }
   request.principal = result.principal
   return { agentId: result.principal.agentId, scopes: result.principal.scopes, delegated: result.principal.delegated }

@@ -1,0 +1,123 @@
+import type { Queryable } from '../../repositories/transaction.js'
+import { insertAuditEvents } from '../../repositories/audit-events.js'
+import { toAuditRecord, type AuditAction } from './record.js'
+
+/**
+ * Refusals that a flood repeats (an address past a per-IP limit) recorded without one row per
+ * request, so that the audit trail can't be used to fill the disk. The first refusal of a kind
+ * (action and reason) from an address is written in full at once, as any refusal is; the ones after
+ * it are only counted here, and `writeFloodSummaries` (scheduled by plugins/jobs.ts once a minute,
+ * and once more when the process stops) writes one summary row per address and kind with the count
+ * in `metadata.suppressed`, then forgets them: the next refusal from that address is again written
+ * in full. A flood thus costs at most two rows per address, kind and minute on each instance,
+ * whatever its rate.
+ *
+ * The ledger is per instance and bounded: past MAX_ADDRESSES addresses, refusals from new ones are
+ * counted together in one summary without an address (`metadata.addresses: "many"`), so a flood from
+ * very many addresses costs neither unbounded memory nor a row per address beyond that.
+ */
+export interface FloodKind { action: AuditAction, reason: string }
+
+export interface FloodSummary extends FloodKind {
+  /** null for the summary of the addresses beyond the ledger's bound */
+  ipAddress: string | null
+  suppressed: number
+  firstAt: number
+  lastAt: number
+}
+
+export interface FloodLedger {
+  /** Counts one refusal; true when it is the first of its kind from the address since the last summary: write it in full. */
+  note (ipAddress: string | null, kind: FloodKind, now?: number): boolean
+  /** the summaries due (refusals counted after a first one), emptying the ledger */
+  drain (): FloodSummary[]
+  /** puts summaries back (their write failed), to be written with the next ones */
+  restore (summaries: FloodSummary[]): void
+  readonly size: number
+}
+
+interface Tally { ipAddress: string | null, kind: FloodKind, suppressed: number, firstAt: number, lastAt: number }
+
+const MAX_ADDRESSES = 10_000
+const OVERFLOW = '*'
+// summaries per INSERT: one JSON parameter each, so only the statement's size is bounded
+const WRITE_BATCH = 1000
+
+export function createFloodLedger (maxAddresses = MAX_ADDRESSES): FloodLedger {
+  const tallies = new Map<string, Tally>()
+  const keyOf = (address: string, kind: FloodKind) => `${address}\u0000${kind.action}\u0000${kind.reason}`
+
+  function count (key: string, ipAddress: string | null, kind: FloodKind, suppressed: number, firstAt: number, lastAt: number): void {
+    const tally = tallies.get(key)
+    if (tally === undefined) {
+      tallies.set(key, { ipAddress, kind, suppressed, firstAt, lastAt })
+      return
+    }
+    tally.suppressed += suppressed
+    tally.firstAt = Math.min(tally.firstAt, firstAt)
+    tally.lastAt = Math.max(tally.lastAt, lastAt)
+  }
+
+  return {
+    note (ipAddress, kind, now = Date.now()) {
+      const key = keyOf(ipAddress ?? OVERFLOW, kind)
+      const tally = tallies.get(key)
+      if (tally !== undefined) {
+        count(key, ipAddress, kind, 1, now, now)
+        return false
+      }
+      if (tallies.size >= maxAddresses) {
+        count(keyOf(OVERFLOW, kind), null, kind, 1, now, now)
+        return false
+      }
+      // the first one: written in full by the caller; only later ones are counted
+      tallies.set(key, { ipAddress, kind, suppressed: 0, firstAt: now, lastAt: now })
+      return true
+    },
+    drain () {
+      const due = [...tallies.values()]
+        .filter((tally) => tally.suppressed > 0)
+        .map((tally): FloodSummary => ({ ...tally.kind, ipAddress: tally.ipAddress, suppressed: tally.suppressed, firstAt: tally.firstAt, lastAt: tally.lastAt }))
+      tallies.clear()
+      return due
+    },
+    restore (summaries) {
+      for (const summary of summaries) {
+        const kind = { action: summary.action, reason: summary.reason }
+        count(keyOf(summary.ipAddress ?? OVERFLOW, kind), summary.ipAddress, kind, summary.suppressed, summary.firstAt, summary.lastAt)
+      }
+    },
+    get size () { return tallies.size }
+  }
+}
+
+/** Writes the ledger's due summaries (one row per address and kind); resolves with how many. */
+export async function writeFloodSummaries (db: Queryable, ledger: FloodLedger): Promise<number> {
+  const due = ledger.drain()
+  let written = 0
+  try {
+    for (let start = 0; start < due.length; start += WRITE_BATCH) {
+      await insertAuditEvents(db, due.slice(start, start + WRITE_BATCH).map((summary) => toAuditRecord(
+        { ipAddress: summary.ipAddress, userAgent: undefined, actorId: undefined },
+        {
+          action: summary.action,
+          outcome: 'failure',
+          agentId: null,
+          metadata: {
+            reason: summary.reason,
+            summary: true,
+            suppressed: summary.suppressed,
+            firstAt: new Date(summary.firstAt).toISOString(),
+            lastAt: new Date(summary.lastAt).toISOString(),
+            ...(summary.ipAddress === null ? { addresses: 'many' } : {})
+          }
+        })))
+      written = Math.min(due.length, start + WRITE_BATCH)
+    }
+  } catch (error) {
+    // kept for the next run rather than lost; a batch already written is not written twice
+    ledger.restore(due.slice(written))
+    throw error
+  }
+  return due.length
+}
