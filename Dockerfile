@@ -15,7 +15,11 @@
 #   docker build --build-arg NODE_IMAGE=node:24-bookworm-slim@sha256:<digest> -t agentidp .
 # (a tag and a digest together: the digest decides, the tag documents; use a fixed patch tag such
 # as node:24.x.y-bookworm-slim@sha256:… to make the pin readable.)
-ARG NODE_IMAGE=node:24-bookworm-slim
+# The default below is pinned: the digest node:24-bookworm-slim had for Node 24.18.0. No registry is
+# reachable where this was written, so it was taken from the pins of several unrelated public
+# projects that agree on it; confirm it with `imagetools inspect` before you rely on it, and move it
+# forward on purpose (a Renovate/Dependabot `docker` rule does this).
+ARG NODE_IMAGE=node:24-bookworm-slim@sha256:6f7b03f7c2c8e2e784dcf9295400527b9b1270fd37b7e9a7285cf83b6951452d
 
 # ---------------------------------------------------------------------------------------------
 # build: every dependency (TypeScript included), sources compiled to dist/, RDS CA bundle

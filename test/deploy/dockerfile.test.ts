@@ -79,7 +79,7 @@ t.test('both stages run node 24 on bookworm-slim, and the version satisfies engi
     t.equal(tagSatisfies(version, range), true, `every release node:${version} can name satisfies engines.node ${range}`)
   }
   t.equal(build.image, runtime.image, 'the same base image in both stages')
-  t.equal(dockerfile.globalArgs.NODE_IMAGE, 'node:24-bookworm-slim', 'ARG NODE_IMAGE defaults to node:24-bookworm-slim')
+  t.match(dockerfile.globalArgs.NODE_IMAGE, /^node:24-bookworm-slim@sha256:[0-9a-f]{64}$/, 'ARG NODE_IMAGE defaults to node:24-bookworm-slim pinned by digest')
   t.ok(dockerfile.comments.some((comment) => /NODE_IMAGE=node:24[^\s]*@sha256:/.test(comment)), 'a comment shows how to pin the image by digest')
   t.ok(dockerfile.comments.some((comment) => /imagetools inspect|RepoDigests/.test(comment)), 'and how to look the digest up')
   const why = dockerfile.comments.join(' ')
