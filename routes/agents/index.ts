@@ -11,6 +11,7 @@ import { revokeAllCredentials } from '../../repositories/credentials.js'
 import { inTransaction, type TransactionClient } from '../../repositories/transaction.js'
 import type { AuditEntry } from '../../services/audit/record.js'
 import { agentNotFound, conflict, ProblemError } from '../../lib/errors.js'
+import { afterRevocation } from '../../plugins/vault.js'
 
 /** The scope whose last active holder may not be suspended, decommissioned or stripped of it. */
 const ADMIN_SCOPE = 'agents:write'
@@ -147,6 +148,7 @@ const agents: FastifyPluginAsyncTypebox = async function agentsRoutes (app) {
     if (result instanceof Refusal) return await refuse(request, result)
     // the token endpoint must see a new status or narrower capabilities now, on every instance
     await app.clientDirectory.changed({ agentId })
+    if (result.status === 'decommissioned') await afterRevocation(app, agentId)
     return result
   }
 
