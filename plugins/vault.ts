@@ -38,7 +38,7 @@ export interface VaultCapability {
   readonly kv: KvStore
   /** the argon2id hash a Vault-held credential's row names; null when that version is not there */
   hashOf (path: string, version: number): Promise<string | null>
-  /** sys/health: resolves when Vault is unsealed and answers */
+  /** sys/health and lookup-self: resolves when Vault is unsealed, answers and accepts the token */
   check (): Promise<void>
   /** lookup-self; the token's TTL in seconds and whether it can be renewed */
   lookupSelf (): Promise<{ ttlSeconds: number, renewable: boolean, policies: string[] }>
@@ -176,8 +176,10 @@ export function createVaultCapability (config: {
       return hash
     },
     async check () {
-      // standbyok: a standby node forwards to the active one, so it can serve this instance
+      // standbyok: a standby node forwards to the active one, so it can serve this instance;
+      // sys/health is unauthenticated, so lookup-self also checks that the token is still accepted
       await call(() => client.healthCheck({ standbyok: true }))
+      await call(() => client.lookupSelfToken(token))
     },
     async lookupSelf () {
       const raw = await call(() => client.lookupSelfToken(token)) as { ttl?: number, renewable?: boolean, policies?: string[] }

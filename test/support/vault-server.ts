@@ -47,8 +47,8 @@ export interface VaultStandIn {
   read (path: string): Record<string, unknown> | undefined
   /** plants a secret as a crashed or foreign writer would have left it */
   plant (path: string, data: Record<string, unknown>, createdTime?: Date): void
-  /** the next request whose "METHOD /v1/path" matches answers 500 (a Vault-side failure) */
-  failNext (pattern: RegExp): void
+  /** the next request whose "METHOD /v1/path" matches answers `status` (500: a Vault-side failure; 403: a policy that refuses it) */
+  failNext (pattern: RegExp, status?: 403 | 500): void
   renewals: number
   down (): Promise<void>
   up (): Promise<void>
@@ -96,7 +96,7 @@ export async function startVaultStandIn (options: { mount?: string, token?: stri
   const mount = options.mount ?? 'secret'
   const token = options.token ?? `hvs.${randomUUID().replace(/-/g, '')}`
   const secrets = new Map<string, Secret>()
-  const failures: RegExp[] = []
+  const failures: Array<{ pattern: RegExp, status: 403 | 500 }> = []
   const sockets = new Set<Socket>()
   let server: Server
   let port = options.port ?? 0
@@ -120,7 +120,7 @@ export async function startVaultStandIn (options: { mount?: string, token?: stri
     plant (path, data, createdTime = new Date()) {
       write(path, data, undefined, createdTime)
     },
-    failNext (pattern) { failures.push(pattern) },
+    failNext (pattern, status = 500) { failures.push({ pattern, status }) },
     async down () {
       await new Promise<void>((resolve) => { server.close(() => resolve()); for (const socket of sockets) socket.destroy() })
     },
@@ -237,10 +237,10 @@ export async function startVaultStandIn (options: { mount?: string, token?: stri
       readRequest(socket, function onRequest (request) {
         const line = `${request.method} ${request.path}`
         state.requests.push(line)
-        const failure = failures.findIndex((pattern) => pattern.test(line))
-        const answer = failure >= 0
-          ? (failures.splice(failure, 1), { status: 500, body: { errors: ['1 error occurred:\n\t* injected failure\n\n'] } })
-          : handle(request)
+        const failure = failures.findIndex((entry) => entry.pattern.test(line))
+        const injected = failure >= 0 ? failures.splice(failure, 1)[0].status : null
+        const answer = injected === null ? handle(request)
+          : { status: injected, body: { errors: [injected === 403 ? 'permission denied' : '1 error occurred:\n\t* injected failure\n\n'] } }
         const send = () => { if (!socket.destroyed) respond(socket, answer.status, answer.body) }
         if (state.delayMs > 0) setTimeout(send, state.delayMs).unref()
         else send()
