@@ -10,6 +10,7 @@ import dbPlugin from './plugins/db.js'
 import cachePlugin from './plugins/cache.js'
 import keysPlugin from './plugins/keys.js'
 import jobsPlugin from './plugins/jobs.js'
+import vaultPlugin from './plugins/vault.js'
 import auditPlugin from './plugins/audit.js'
 import authPlugin from './plugins/auth.js'
 import policyPlugin from './plugins/policy.js'
@@ -122,6 +123,8 @@ export async function buildApp ({ config, logStream }: BuildOptions): Promise<Fa
   await app.register(dbPlugin)
   await app.register(cachePlugin)
   await app.register(keysPlugin)
+  // only when VAULT_ADDR is set: then client secrets are kept in Vault KV v2 (plugins/vault.ts)
+  if (config.VAULT_ADDR !== undefined) await app.register(vaultPlugin)
   await app.register(jobsPlugin)
   await app.register(auditPlugin)
   await app.register(rateLimitPlugin)

@@ -3,6 +3,7 @@ import fp from 'fastify-plugin'
 import type { FastifyInstance, FastifyRequest } from 'fastify'
 import type { ClientRecord } from '../repositories/credentials.js'
 import { credentialIdOf, decoy, verifySecret } from '../services/secrets.js'
+import { storedHashOf } from './vault.js'
 import { OAuthError, RateLimitError } from '../lib/errors.js'
 import { parseAuthorization } from '../lib/authorization.js'
 import { createKeyedLimiter, createLimiter } from '../lib/limiter.js'
@@ -127,9 +128,10 @@ export default fp(async function clientAuthPlugin (app: FastifyInstance) {
   }
 
   async function verifyAndRemember (ip: string, record: ClientRecord, secret: string): Promise<boolean> {
-    const hash = record.secretHash ?? await decoy()
-    const valid = await argon2(ip, hash, secret) && record.secretHash !== null
-    if (valid) remember(record.credentialId, hash, secret)
+    const stored = await storedHashOf(app, record)
+    const valid = await argon2(ip, stored ?? await decoy(), secret) && stored !== null
+    // bound to what the row names (the hash, or the Vault path and version): a rotation unbinds it
+    if (valid) remember(record.credentialId, record.secretHash as string, secret)
     return valid
   }
 

@@ -5,6 +5,7 @@ import { sealPending } from '../services/audit/sealer.js'
 import { createFloodLedger, writeFloodSummaries, type FloodLedger } from '../services/audit/floods.js'
 import { pruneExpiredEvents } from '../services/audit/retention.js'
 import { pruneRevocations } from '../services/revocation.js'
+import { reconcile } from '../services/vault-secrets.js'
 
 /**
  * Every background timer of the process lives here: the audit sealer (also nudged by writes, see
@@ -29,7 +30,16 @@ export interface Jobs {
   readonly floods: FloodLedger
   /** writes the floods' summaries; resolves with how many rows */
   readonly floodSummaries: Periodic<number>
+  /** Vault enabled: renews a renewable token at a third of its TTL; resolves with the new TTL in seconds */
+  readonly vaultRenewal?: Periodic<number>
+  /** Vault enabled: removes Vault secrets no usable credential row names (services/vault-secrets.ts) */
+  readonly vaultReconciliation?: Periodic<{ erased: number, versionsDestroyed: number }>
 }
+
+/** A secret written less than this long ago may belong to a generate or rotation still in progress. */
+export const VAULT_RECONCILE_GRACE_MS = 5 * 60_000
+// a third of the token's TTL leaves two more attempts (with backoff) before it expires
+const renewalIntervalMs = (ttlSeconds: number) => Math.max(1000, Math.min(ttlSeconds * 1000 / 3, 60 * 60_000))
 
 declare module 'fastify' {
   interface FastifyInstance { jobs: Jobs }
@@ -83,7 +93,30 @@ export default fp(async function jobsPlugin (app: FastifyInstance) {
     intervalMs: TOKEN_PRUNE_INTERVAL_SECONDS * 1000, maxBackoffMs: MAX_BACKOFF_MS, ...reportingTo(app, 'revocation pruning')
   }))
 
-  app.decorate('jobs', { sealer, floods, floodSummaries })
+  const vault = app.vault
+  let vaultRenewal: Periodic<number> | undefined
+  let vaultReconciliation: Jobs['vaultReconciliation']
+  if (vault !== undefined) {
+    if (vault.token.renewable && vault.token.ttlSeconds > 0) {
+      vaultRenewal = startPeriodic(() => vault.renewSelf(), {
+        intervalMs: renewalIntervalMs(vault.token.ttlSeconds), maxBackoffMs: MAX_BACKOFF_MS, ...reportingTo(app, 'vault token renewal')
+      })
+      running.push(vaultRenewal)
+    }
+    const report = reportingTo<{ erased: number, versionsDestroyed: number }>(app, 'vault reconciliation')
+    vaultReconciliation = startPeriodic(() => reconcile(vault.kv, pool, { graceMs: VAULT_RECONCILE_GRACE_MS }), {
+      intervalMs: app.config.VAULT_RECONCILE_INTERVAL_SECONDS * 1000,
+      maxBackoffMs: MAX_BACKOFF_MS,
+      onError: report.onError,
+      onSuccess (outcome, failuresBefore) {
+        report.onSuccess?.(outcome, failuresBefore)
+        if (outcome.erased + outcome.versionsDestroyed > 0) app.log.info(outcome, 'vault: stray client secrets removed')
+      }
+    })
+    running.push(vaultReconciliation)
+  }
+
+  app.decorate('jobs', { sealer, floods, floodSummaries, vaultRenewal, vaultReconciliation })
   // registered after the db plugin, so this runs before the pool closes: a run in progress ends first
   app.addHook('onClose', async () => {
     await Promise.all(running.map((job) => job.stop()))

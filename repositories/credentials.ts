@@ -31,14 +31,45 @@ function toCredential (row: CredentialRow): Credential {
   }
 }
 
-export interface NewCredential { credentialId: string, clientId: string, secretHash: string, expiresAt: string | null }
+/**
+ * Where a credential's secret is kept: its argon2id hash in this row, or (Vault enabled) one KV v2
+ * secret at `vaultPath`, version `vaultVersion`.
+ */
+export type SecretPlace =
+  | { secretHash: string, vaultPath?: null, vaultVersion?: null }
+  | { secretHash?: null, vaultPath: string, vaultVersion: number }
+
+export type NewCredential = { credentialId: string, clientId: string, expiresAt: string | null } & SecretPlace
+
+/**
+ * What a verified secret is bound to, as SQL over a credentials row `alias`: the stored hash, or
+ * the Vault path and version. A rotation changes it, so a secret remembered as verified, or a
+ * token request verified just before a rotation, stops counting at once (client-auth, issuance).
+ */
+export function secretBindingSql (alias: string): string {
+  return `COALESCE(${alias}.secret_hash, 'vault:' || ${alias}.vault_path || '#' || ${alias}.vault_version)`
+}
 
 export async function insertCredential (db: Queryable, input: NewCredential): Promise<Credential> {
   const { rows } = await db.query<CredentialRow>(
-    `INSERT INTO credentials (credential_id, client_id, secret_hash, expires_at)
-     VALUES ($1, $2, $3, $4) RETURNING ${COLUMNS}`,
-    [input.credentialId, input.clientId, input.secretHash, input.expiresAt])
+    `INSERT INTO credentials (credential_id, client_id, secret_hash, vault_path, vault_version, expires_at)
+     VALUES ($1, $2, $3, $4, $5, $6) RETURNING ${COLUMNS}`,
+    [input.credentialId, input.clientId, input.secretHash ?? null, input.vaultPath ?? null, input.vaultVersion ?? null, input.expiresAt])
   return toCredential(rows[0])
+}
+
+/** Where the secret of a credential is kept now (read under the caller's lock, if any). */
+export async function findSecretPlace (db: Queryable, credentialId: string): Promise<{ vaultPath: string | null, vaultVersion: number | null } | null> {
+  const { rows } = await db.query<{ vault_path: string | null, vault_version: number | null }>(
+    'SELECT vault_path, vault_version FROM credentials WHERE credential_id = $1', [credentialId])
+  return rows.length === 0 ? null : { vaultPath: rows[0].vault_path, vaultVersion: rows[0].vault_version }
+}
+
+/** The Vault-relevant state of an agent's credentials, for reconciliation: id → state. */
+export async function findVaultStates (db: Queryable, clientId: string): Promise<Map<string, { revoked: boolean, vaultPath: string | null, vaultVersion: number | null }>> {
+  const { rows } = await db.query<{ credential_id: string, status: string, vault_path: string | null, vault_version: number | null }>(
+    'SELECT credential_id, status, vault_path, vault_version FROM credentials WHERE client_id = $1', [clientId])
+  return new Map(rows.map((row) => [row.credential_id, { revoked: row.status === 'revoked', vaultPath: row.vault_path, vaultVersion: row.vault_version }]))
 }
 
 export async function countActiveCredentials (db: Queryable, clientId: string): Promise<number> {
@@ -61,11 +92,16 @@ export async function findCredential (db: Queryable, clientId: string, credentia
   return rows.length === 0 ? null : toCredential(rows[0])
 }
 
-/** Rotation: same credential, new secret, same expiry. Tokens already issued are left alone. */
-export async function replaceSecret (db: Queryable, credentialId: string, secretHash: string): Promise<Credential> {
+/**
+ * Rotation: same credential, new secret, same expiry. Tokens already issued are left alone.
+ * The new secret's place replaces the old one whole (a rotation moves a hashed credential into
+ * Vault when Vault is on, and back when it is off).
+ */
+export async function replaceSecret (db: Queryable, credentialId: string, place: SecretPlace | string): Promise<Credential> {
+  const { secretHash = null, vaultPath = null, vaultVersion = null } = typeof place === 'string' ? { secretHash: place } : place
   const { rows } = await db.query<CredentialRow>(
-    `UPDATE credentials SET secret_hash = $2, rotated_at = now(), updated_at = now()
-     WHERE credential_id = $1 RETURNING ${COLUMNS}`, [credentialId, secretHash])
+    `UPDATE credentials SET secret_hash = $2, vault_path = $3, vault_version = $4, rotated_at = now(), updated_at = now()
+     WHERE credential_id = $1 RETURNING ${COLUMNS}`, [credentialId, secretHash, vaultPath, vaultVersion])
   return toCredential(rows[0])
 }
 
@@ -88,7 +124,14 @@ export async function revokeAllCredentials (db: Queryable, clientId: string): Pr
 export interface ClientRecord {
   credentialId: string
   agentId: string
+  /**
+   * What a verified secret is bound to: the stored argon2id hash, or for a Vault-held secret
+   * `vault:<path>#<version>` (secretBindingSql); null when the row holds neither.
+   */
   secretHash: string | null
+  /** the Vault KV v2 secret holding the hash, when the secret is kept in Vault */
+  vaultPath: string | null
+  vaultVersion: number | null
   credentialStatus: 'active' | 'revoked' | 'expired'
   /** epoch milliseconds, null for never: lets a remembered record expire on time */
   expiresAtMs: number | null
@@ -99,11 +142,11 @@ export interface ClientRecord {
 
 export async function findClientByCredential (db: Queryable, credentialId: string): Promise<ClientRecord | null> {
   const { rows } = await db.query<{
-    credential_id: string, agent_id: string, secret_hash: string | null, credential_status: ClientRecord['credentialStatus'],
+    credential_id: string, agent_id: string, secret_hash: string | null, vault_path: string | null, vault_version: number | null, credential_status: ClientRecord['credentialStatus'],
     agent_status: ClientRecord['agentStatus'], capabilities: string[], valid_after_ms: string, expires_at: Date | null
   }>({
     name: 'find-client-by-credential',
-    text: `SELECT c.credential_id, a.agent_id, c.secret_hash,
+    text: `SELECT c.credential_id, a.agent_id, ${secretBindingSql('c')} AS secret_hash, c.vault_path, c.vault_version,
        CASE WHEN c.status = 'revoked' THEN 'revoked'
             WHEN c.expires_at IS NOT NULL AND c.expires_at <= now() THEN 'expired'
             ELSE 'active' END AS credential_status,
@@ -119,6 +162,8 @@ export async function findClientByCredential (db: Queryable, credentialId: strin
     credentialId: row.credential_id,
     agentId: row.agent_id,
     secretHash: row.secret_hash,
+    vaultPath: row.vault_path,
+    vaultVersion: row.vault_version,
     credentialStatus: row.credential_status,
     expiresAtMs: row.expires_at?.getTime() ?? null,
     agentStatus: row.agent_status,

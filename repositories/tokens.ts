@@ -1,5 +1,6 @@
 import type { Queryable } from './transaction.js'
 import { eventsParameter, insertEventsSql, type AuditRecord } from './audit-events.js'
+import { secretBindingSql } from './credentials.js'
 
 /**
  * SQL of access tokens: the state a token's validity depends on, the issuance record (the
@@ -80,7 +81,7 @@ export async function recordIssuances (db: Queryable, records: IssuanceRecord[],
        JOIN credentials c ON c.credential_id = b.credential_id AND c.client_id = b.agent_id
        JOIN agents a ON a.agent_id = b.agent_id
        WHERE a.status = 'active' AND c.status = 'active' AND (c.expires_at IS NULL OR c.expires_at > now())
-         AND c.secret_hash = b.secret_hash
+         AND ${secretBindingSql('c')} = b.secret_hash
          AND (extract(epoch FROM a.tokens_valid_after) * 1000)::bigint = b.valid_after_ms
        FOR SHARE OF a, c
      ), wanted AS (

@@ -7,7 +7,7 @@ import { pendingMigrations } from '../repositories/migrations.js'
  * - /health/live: the process and its event loop answer; never a dependency (container
  *   HEALTHCHECK, ECS container check, Kubernetes liveness): a database failover must not make the
  *   orchestrator replace healthy processes. Never shed under load.
- * - /health/ready: PostgreSQL and Redis answer and the schema is at the latest bundled migration
+ * - /health/ready: PostgreSQL and Redis (and Vault, when enabled) answer and the schema is at the latest bundled migration
  *   (load balancer targets, Cloud Run's startup probe, compose's depends_on).
  * - /health: the deployment reference's runbook shape, kept as it was.
  * Each probe gets PROBE_TIMEOUT_MS, so every answer comes within a second even when one hangs.
@@ -27,18 +27,24 @@ async function probe<T> (check: () => Promise<T>): Promise<Probe<T>> {
 }
 
 const health: FastifyPluginAsyncTypebox = async function healthRoutes (app) {
-  /** Both dependencies at once; the schema's migration state comes with PostgreSQL's answer. */
+  const vault = app.vault
+  /** Every dependency at once; the schema's migration state comes with PostgreSQL's answer. */
   async function dependencies () {
-    const [pending, redis] = await Promise.all([
+    const [pending, redis, vaultStatus] = await Promise.all([
       probe(() => pendingMigrations(app.pg)),
-      probe(async () => { await app.cache.ping(); return 'connected' as const })
+      probe(async () => { await app.cache.ping(); return 'connected' as const }),
+      // Vault only when enabled: sys/health, which answers 503 while Vault is sealed
+      vault === undefined ? undefined : probe(async () => { await vault.check(); return 'connected' as const })
     ])
     return {
       postgres: pending === 'error' ? 'error' as const : 'connected' as const,
       redis,
+      ...(vaultStatus === undefined ? {} : { vault: vaultStatus }),
       migrations: pending === 'error' ? 'unknown' as const : pending.length === 0 ? 'current' as const : 'pending' as const
     }
   }
+  const healthy = (status: { postgres: string, redis: string, vault?: string }) =>
+    status.postgres === 'connected' && status.redis === 'connected' && (status.vault === undefined || status.vault === 'connected')
 
   const operation = (operationId: string, summary: string, response: Record<number, unknown>) =>
     ({ tags: ['operations'], operationId, summary, response })
@@ -47,10 +53,10 @@ const health: FastifyPluginAsyncTypebox = async function healthRoutes (app) {
     logLevel: 'warn',
     schema: operation('getHealth', 'Dependency status (the runbook\'s check)', { 200: Health, 503: Health })
   }, async function getHealth (_request, reply) {
-    const { postgres, redis } = await dependencies()
-    const healthy = postgres === 'connected' && redis === 'connected'
-    reply.code(healthy ? 200 : 503).header('cache-control', 'no-store')
-    return { status: healthy ? 'ok' as const : 'degraded' as const, postgres, redis }
+    const { migrations: _migrations, ...status } = await dependencies()
+    const ok = healthy(status)
+    reply.code(ok ? 200 : 503).header('cache-control', 'no-store')
+    return { status: ok ? 'ok' as const : 'degraded' as const, ...status }
   })
 
   app.get('/health/live', {
@@ -64,11 +70,11 @@ const health: FastifyPluginAsyncTypebox = async function healthRoutes (app) {
 
   app.get('/health/ready', {
     logLevel: 'warn',
-    schema: operation('getReadiness', 'Readiness: PostgreSQL and Redis answer and the schema is at the latest migration',
+    schema: operation('getReadiness', 'Readiness: PostgreSQL, Redis (and Vault when enabled) answer and the schema is at the latest migration',
       { 200: Readiness, 503: Readiness })
   }, async function getReadiness (_request, reply) {
     const status = await dependencies()
-    const ready = status.postgres === 'connected' && status.redis === 'connected' && status.migrations === 'current'
+    const ready = healthy(status) && status.migrations === 'current'
     reply.code(ready ? 200 : 503).header('cache-control', 'no-store')
     return { status: ready ? 'ok' as const : 'degraded' as const, ...status }
   })

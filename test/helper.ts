@@ -10,6 +10,7 @@ import { insertAgent } from '../repositories/agents.js'
 import { insertCredential } from '../repositories/credentials.js'
 import { newTokenId } from '../lib/token-id.js'
 import { loadPolicyData } from '../services/policy.js'
+import { startVaultStandIn, type VaultStandIn } from './support/vault-server.js'
 
 /**
  * Test harness: every test file gets its own PostgreSQL schema and its own Redis key prefix, so
@@ -53,8 +54,16 @@ export async function createSchema (t: Tap): Promise<{ schema: string, databaseU
   return { schema, databaseUrl: schemaUrl(schema) }
 }
 
+/**
+ * TEST_VAULT=1 (npm run test:vault): every app a test builds keeps its client secrets in Vault —
+ * a KV v2 stand-in (test/support/vault-server.ts), one per test process, shared by its apps as one
+ * Vault is by a deployment's instances. Tests that set VAULT_* themselves keep their own.
+ */
+export const sharedVault: VaultStandIn | null = process.env.TEST_VAULT === '1' ? await startVaultStandIn() : null
+
 export function testEnv (databaseUrl: string, overrides: Record<string, string | undefined> = {}): Record<string, string | undefined> {
   return {
+    ...(sharedVault === null ? {} : { VAULT_ADDR: sharedVault.address, VAULT_TOKEN: sharedVault.token }),
     NODE_ENV: 'test',
     DATABASE_URL: databaseUrl,
     REDIS_URL,

@@ -11,6 +11,7 @@ import { inTransaction, type TransactionClient } from '../../repositories/transa
 import type { AuditEntry } from '../../services/audit/record.js'
 import { ADMIN_SCOPE, holdsAdminScope, isLastUsableAdmin } from '../../services/last-admin.js'
 import { AccessDenied, agentNotFound, conflict, ProblemError } from '../../lib/errors.js'
+import { afterRevocation } from '../../plugins/vault.js'
 
 /*
  * Refusals are thrown as AccessDenied: one decided inside a transaction rolls it back, and the
@@ -143,6 +144,7 @@ const agents: FastifyPluginAsyncTypebox = async function agentsRoutes (app) {
     })
     // the token endpoint must see a new status or narrower capabilities now, on every instance
     await app.clientDirectory.changed({ agentId })
+    if (agent.status === 'decommissioned') await afterRevocation(app, agentId)
     return agent
   }
 

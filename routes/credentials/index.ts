@@ -7,12 +7,13 @@ import type { Agent } from '../../schemas/agents.js'
 import type { Credential } from '../../schemas/credentials.js'
 import { findAgent } from '../../repositories/agents.js'
 import {
-  countActiveCredentials, findCredential, insertCredential, listCredentials, replaceSecret, revokeCredential
+  countActiveCredentials, findCredential, insertCredential, listCredentials, replaceSecret, revokeCredential, type SecretPlace
 } from '../../repositories/credentials.js'
 import { inTransaction, type Queryable } from '../../repositories/transaction.js'
 import { hashSecret, generateSecret, newSecret } from '../../services/secrets.js'
 import { holdsAdminScope, isLastUsableAdmin } from '../../services/last-admin.js'
 import { AccessDenied, agentNotFound, conflict, notFound, validationError } from '../../lib/errors.js'
+import { afterFailedGenerate, afterRevocation, afterRotation, placeNewSecret, placeRotatedSecret } from '../../plugins/vault.js'
 import { canonicalInstant } from '../../lib/instant.js'
 
 /** An agent holds at most this many usable (active, unexpired) credentials. */
@@ -80,17 +81,25 @@ const credentials: FastifyPluginAsyncTypebox = async function credentialRoutes (
       throw validationError('expiresAt must be in the future', [{ field: 'body.expiresAt', message: 'must be in the future' }])
     }
     const { credentialId, secret, secretHash } = await newSecret()
+    let secretPlaced = false
     const credential = await inTransaction(app.pg.pool, async function generate (db) {
       await agentToEmpower(db, request, agentId)
       if (await countActiveCredentials(db, agentId) >= MAX_ACTIVE_CREDENTIALS) {
         throw new AccessDenied(conflict('CONFLICT', `agent ${agentId} already has ${MAX_ACTIVE_CREDENTIALS} active credentials; revoke one first`),
           { agentId, reason: 'credential_limit' })
       }
-      const created = await insertCredential(db, { credentialId, clientId: agentId, secretHash, expiresAt: expiresAt ?? null })
+      // with Vault: the secret is written before the row that names it (services/vault-secrets.ts)
+      secretPlaced = true
+      const place = await placeNewSecret(app, agentId, credentialId, secretHash)
+      const created = await insertCredential(db, { credentialId, clientId: agentId, expiresAt: expiresAt ?? null, ...place })
       await app.audit.record(request, {
         action: 'credential.generated', agentId, metadata: { credentialId, expiresAt: created.expiresAt }
       }, db)
       return created
+    }).catch(async (error: unknown) => {
+      // no usable secret without its row: a secret placed before a failed insert or commit goes again
+      if (secretPlaced) await afterFailedGenerate(app, agentId, credentialId)
+      throw error
     })
     noStore(reply)
     reply.code(201)
@@ -129,15 +138,18 @@ const credentials: FastifyPluginAsyncTypebox = async function credentialRoutes (
     const { agentId, credentialId } = request.params
     const secret = generateSecret(credentialId)
     const secretHash = await hashSecret(secret)
+    let place: SecretPlace = { secretHash }
     const credential = await inTransaction(app.pg.pool, async function rotate (db) {
       await agentToEmpower(db, request, agentId)
       const current = await existingCredential(db, agentId, credentialId)
       if (current.status === 'expired') throw conflict('CONFLICT', `credential ${credentialId} has expired; generate a new one`)
-      const rotated = await replaceSecret(db, credentialId, secretHash)
+      place = await placeRotatedSecret(app, db, agentId, credentialId, secretHash)
+      const rotated = await replaceSecret(db, credentialId, place)
       await app.audit.record(request, { action: 'credential.rotated', agentId, metadata: { credentialId } }, db)
       return rotated
     })
     await app.clientDirectory.changed({ credentialId })
+    await afterRotation(app, place)
     noStore(reply)
     return { ...credential, clientSecret: secret }
   })
@@ -169,6 +181,8 @@ const credentials: FastifyPluginAsyncTypebox = async function credentialRoutes (
       await app.audit.record(request, { action: 'credential.revoked', agentId, metadata: { credentialId } }, db)
     })
     await app.clientDirectory.changed({ credentialId })
+    // after the commit: revocation never waits for Vault (reconciliation erases what this can't)
+    await afterRevocation(app, agentId, credentialId)
     reply.code(204)
     return null
   })

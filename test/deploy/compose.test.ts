@@ -40,8 +40,10 @@ t.test('compose.yaml is valid against the Compose Specification schema', async (
   t.notOk(validate({ services: { app: { image: 'x', restart: 5 } } }), 'the schema does reject an invalid file')
 })
 
-t.test('the four services: app, postgres, redis and the one-shot migrate', async (t) => {
-  t.same(Object.keys(services).sort(), ['app', 'migrate', 'postgres', 'redis'])
+t.test('the four services: app, postgres, redis and the one-shot migrate; Vault only behind a profile', async (t) => {
+  const always = Object.entries(services).filter(([, service]) => (service as { profiles?: string[] }).profiles === undefined).map(([name]) => name)
+  t.same(always.sort(), ['app', 'migrate', 'postgres', 'redis'])
+  t.same(Object.keys(services).sort(), ['app', 'migrate', 'postgres', 'redis', 'vault'])
   t.match(postgres.image, /^postgres:14\.12(-[a-z0-9.]+)?(@sha256:[0-9a-f]{64})?$/, 'PostgreSQL 14.12')
   t.match(redis.image, /^redis:7\.2(\.\d+)?(-[a-z0-9.]+)?(@sha256:[0-9a-f]{64})?$/, 'Redis 7.2')
   const build = typeof app.build === 'string' ? { context: app.build } : app.build
@@ -50,6 +52,16 @@ t.test('the four services: app, postgres, redis and the one-shot migrate', async
   t.ok(app.image, 'app names its image')
   t.equal(migrate.image, app.image, 'migrate runs the image app builds')
   t.equal(migrate.build, undefined, 'migrate does not build it a second time (parallel builds of one tag collide)')
+})
+
+t.test('the optional Vault: the official image in dev mode behind the `vault` profile, its root token the app\'s VAULT_TOKEN', async (t) => {
+  const vault = services.vault as ComposeService & { profiles?: string[] }
+  t.same(vault.profiles, ['vault'])
+  t.match(vault.image, /^hashicorp\/vault:\d+\.\d+\.\d+$/, 'the official image, a pinned release')
+  t.same(commandOf(vault), ['server', '-dev'])
+  t.equal(environmentOf(vault).VAULT_DEV_ROOT_TOKEN_ID, '${VAULT_TOKEN:-}', 'dev root token = the token the app uses, from .env')
+  t.match([vault.healthcheck?.test ?? []].flat().join(' '), /vault status/)
+  t.ok(vault.deploy?.resources?.limits?.memory !== undefined, 'a memory limit')
 })
 
 t.test('health checks on postgres, redis and app; app probes readiness (/health/ready) with curl', async (t) => {

@@ -1,5 +1,5 @@
 import t from 'tap'
-import { agentBody, build, seedAdmin } from '../../helper.js'
+import { agentBody, build, seedAdmin, sharedVault } from '../../helper.js'
 import { assertProblem, assertValidationError, UNKNOWN_AGENT } from '../agents/support.js'
 import {
   accessToken, allAuditText, auditRows, credentialsUrl, credentialUrl, registerClient, requestToken
@@ -126,15 +126,21 @@ t.test('an agent holds at most 5 active credentials: the sixth is a 409; revoked
   t.equal((await generate(agentId)).statusCode, 201, 'an expired credential does not count')
 })
 
-t.test('PostgreSQL holds an argon2id hash (m >= 19456 KiB, t >= 2) and never the secret', async (t) => {
+t.test(`${sharedVault === null ? 'PostgreSQL' : 'Vault (TEST_VAULT=1)'} holds an argon2id hash (m >= 19456 KiB, t >= 2) and never the secret`, async (t) => {
   const agentId = await newAgent()
   const created = (await generate(agentId)).json()
-  const { rows } = await app.pg.query<{ secret_hash: string, row: string }>(
-    'SELECT secret_hash, to_jsonb(c)::text AS row FROM credentials c WHERE credential_id = $1', [created.credentialId])
+  const { rows } = await app.pg.query<{ secret_hash: string | null, vault_path: string | null, row: string }>(
+    'SELECT secret_hash, vault_path, to_jsonb(c)::text AS row FROM credentials c WHERE credential_id = $1', [created.credentialId])
+  // with Vault on, the row names the KV v2 secret that holds the hash, and holds no hash itself
+  const stored = sharedVault === null ? rows[0].secret_hash ?? '' : String(sharedVault.read(rows[0].vault_path ?? '')?.argon2id ?? '')
+  if (sharedVault !== null) {
+    t.equal(rows[0].secret_hash, null, 'no hash in PostgreSQL')
+    t.notOk(JSON.stringify(sharedVault.read(rows[0].vault_path ?? '')).includes(created.clientSecret.slice('sk_live_'.length)), 'Vault does not hold the secret')
+  }
 
   // a PHC string; argon2 0.45 writes its parameters as m,p,t (earlier releases m,t,p)
-  const match = /^\$argon2id\$v=19\$([a-z]=\d+(?:,[a-z]=\d+)*)\$/.exec(rows[0].secret_hash)
-  t.ok(match !== null, `an argon2id PHC string: ${rows[0].secret_hash.slice(0, 32)}…`)
+  const match = /^\$argon2id\$v=19\$([a-z]=\d+(?:,[a-z]=\d+)*)\$/.exec(stored)
+  t.ok(match !== null, `an argon2id PHC string: ${stored.slice(0, 32)}…`)
   const parameters = Object.fromEntries((match?.[1] ?? '').split(',').map((pair) => pair.split('=')))
   t.ok(Number(parameters.m) >= 19_456, `m = ${parameters.m}`)
   t.ok(Number(parameters.t) >= 2, `t = ${parameters.t}`)
