@@ -164,10 +164,12 @@ function schemaValid (operation: Operation, parts: Parts, payload: string | Buff
   if (!query(fromPairs(parts.query))) return false
   const body = parts.body
   if (body === undefined || payload === undefined) return true
-  const declared = operation.bodies.find((entry) => entry.type === body.type)
+  // a media type is its essence: parameters (charset=…) do not make it another type
+  const essence = body.type.split(';')[0].trim().toLowerCase()
+  const declared = operation.bodies.find((entry) => entry.type === essence)
   if (declared === undefined) return false
   let parsed: unknown
-  if (body.type.includes('json')) {
+  if (essence.endsWith('json')) {
     try {
       parsed = JSON.parse(typeof payload === 'string' ? payload : payload.toString('utf8'))
     } catch {
