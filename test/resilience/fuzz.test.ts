@@ -181,9 +181,21 @@ function schemaValid (operation: Operation, parts: Parts, payload: string | Buff
   return cached(`${operation.key} body ${body.type}`, () => asSent.compile(declared.schema))(parsed)
 }
 
+/**
+ * encodeURIComponent, except that a lone surrogate (which it refuses) is sent as the bytes of its
+ * generalized UTF-8 spelling (\ud800 → %ED%A0%80): what a client that does not check would send.
+ */
+function encodePart (text: string): string {
+  return text.replace(/[\s\S]/gu, (char) => {
+    if (char.isWellFormed()) return encodeURIComponent(char)
+    const code = char.charCodeAt(0)
+    return [0xe0 | (code >> 12), 0x80 | ((code >> 6) & 0x3f), 0x80 | (code & 0x3f)].map((byte) => `%${byte.toString(16).toUpperCase()}`).join('')
+  })
+}
+
 function assemble (operation: Operation, kind: FuzzRequest['kind'], what: string, parts: Parts, judge = true): FuzzRequest {
-  let url = operation.path.replace(/\{(\w+)\}/g, (_, name: string) => encodeURIComponent(parts.path[name] ?? ''))
-  if (parts.query.length > 0) url += '?' + parts.query.map(([name, value]) => `${encodeURIComponent(name)}=${encodeURIComponent(value)}`).join('&')
+  let url = operation.path.replace(/\{(\w+)\}/g, (_, name: string) => encodePart(parts.path[name] ?? ''))
+  if (parts.query.length > 0) url += '?' + parts.query.map(([name, value]) => `${encodePart(name)}=${encodePart(value)}`).join('&')
   const headers = { ...parts.headers }
   let payload: string | Buffer | undefined
   if (parts.body !== undefined) {

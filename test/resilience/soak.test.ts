@@ -151,6 +151,7 @@ let endFds = 0
 let achievedRate = 0
 let warmUpIssued = 0
 let skipped = 0
+let shed = 0
 
 t.test(`${SECONDS} s of mixed traffic at ${RATE} requests/s`, async (t) => {
   // a short warm-up at the same mix, then the baseline: the pools and the JIT have started
@@ -184,7 +185,10 @@ t.test(`${SECONDS} s of mixed traffic at ${RATE} requests/s`, async (t) => {
       const at = elapsed / 1000
       const running: Promise<void> = kind.run(pick(workers)).then((answer) => {
         done.push({ kind: kind.name, at, status: answer.status, ms: answer.ms })
-        if (!kind.expected.includes(answer.status) && answer.rotated !== true) failures.push(`${kind.name}: ${answer.status} ${answer.body.slice(0, 200)}`)
+        // a 503 is documented on every route but the JWKS (a dependency, or the /health probe, did
+        // not answer in time): counted and reported, not a failure; any other 5xx is
+        if (answer.status === 503 && kind.name !== 'jwks') shed += 1
+        else if (!kind.expected.includes(answer.status) && answer.rotated !== true) failures.push(`${kind.name}: ${answer.status} ${answer.body.slice(0, 200)}`)
       }, (error: Error) => { failures.push(`${kind.name}: ${error.message}`) }).finally(() => inFlight.delete(running))
       inFlight.add(running)
     }
@@ -197,7 +201,8 @@ t.test(`${SECONDS} s of mixed traffic at ${RATE} requests/s`, async (t) => {
   t.equal(failures.length, 0, `every answer as expected for its kind (${done.length} requests)`, { failures: failures.slice(0, 20) })
   // below this the machine (shared, 2 cores) or the server could not keep up: the figures would not mean much
   t.ok(achievedRate >= RATE * 0.75, `the rate was kept: ${achievedRate.toFixed(1)}/s of ${RATE}/s (${skipped} slots skipped with ${MAX_IN_FLIGHT} in flight)`)
-  t.equal(done.filter((entry) => entry.status >= 500).length, 0, 'no 5xx')
+  t.equal(done.filter((entry) => entry.status >= 500 && !(entry.status === 503 && entry.kind !== 'jwks')).length, 0, 'no 5xx but documented 503s')
+  t.comment(`${shed} documented 503s (a dependency or the health probe not answering in time under load)`)
   t.equal(server.child.exitCode, null, 'the server is still running')
 })
 
@@ -263,14 +268,16 @@ t.teardown(() => {
   recordFigures({
     part: 'soak',
     inputsTried: done.length,
-    serverErrors: done.filter((entry) => entry.status >= 500).length,
+    serverErrors: done.filter((entry) => entry.status >= 500 && !(entry.status === 503 && entry.kind !== 'jwks')).length,
+    documented503s: shed,
     skipped,
     racesLost: missingAudit,
     verdicts: {
       'RSS slope': `${rssSlope.toFixed(2)} MB/min (bound ${SLOPE_BOUND_MB_PER_MIN}) over ${SECONDS} s at ${achievedRate.toFixed(0)}/s (${samples[0]?.rssMb.toFixed(0)} → ${samples.at(-1)?.rssMb.toFixed(0)} MB)`,
       'open fds': `${startFds} before, ${endFds} after`,
       'p99 drift': `${drift.first.toFixed(1)} → ${drift.last.toFixed(1)} ms (×${(drift.last / drift.first).toFixed(2)})${machineLoad > 2 * availableParallelism() ? `, not judged (load average ${machineLoad.toFixed(1)})` : ''}`,
-      'CPU per request': `${cpuPerRequest.first.toFixed(2)} → ${cpuPerRequest.last.toFixed(2)} ms`
+      'CPU per request': `${cpuPerRequest.first.toFixed(2)} → ${cpuPerRequest.last.toFixed(2)} ms`,
+      'documented 503s': `${shed} of ${done.length}`
     },
     statuses: Object.fromEntries(byStatus),
     // every 5th sample: enough to see whether RSS climbs steadily or levels off
