@@ -128,3 +128,11 @@ t.test('rotation takes no body', async (t) => {
   t.ok(res.statusCode === 400 || res.statusCode === 415, `refused: ${res.statusCode}`)
   t.equal((await requestToken(app, client)).statusCode, 200, 'the secret was not rotated')
 })
+
+t.test('a JSON null is a body, not none: refused, nothing rotated or generated', async (t) => {
+  const client = await registerClient(app, admin.headers)
+  const json = { ...admin.headers, 'content-type': 'application/json' }
+  assertProblem(t, await app.inject({ method: 'POST', url: `${credentialUrl(client.agentId, client.credentialId)}/rotate`, headers: json, payload: 'null' }), 400, 'VALIDATION_ERROR')
+  t.equal((await requestToken(app, client)).statusCode, 200, 'the secret was not rotated')
+  assertProblem(t, await app.inject({ method: 'POST', url: `/api/v1/agents/${client.agentId}/credentials`, headers: json, payload: 'null' }), 400, 'VALIDATION_ERROR')
+})
