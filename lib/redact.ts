@@ -13,7 +13,7 @@
 
 // a key naming a secret, once lower-cased and stripped of `_` and `-`
 const SECRET_KEY = /(?:token|tokens|secret|secrets|secrethash|password|passwd|authorization|cookie|cookies|apikey|privatekey|databaseurl|redisurl)$/
-const SUSPECT = /token|secret|passw|authoriz|cookie|api.?key|private.?key|_url"|sk_live_|eyJ|basic |bearer /i
+const SUSPECT = /token|secret|passw|authoriz|cookie|api.?key|private.?key|_url"|sk_live_|eyJ|basic |bearer |%[0-9a-f]{2}/i
 // a key in JSON text: a string right after `{` or `,` and followed by `:`; inside a string value
 // every quote is escaped, so this cannot match there
 const KEY = /(?<=[{,])"((?:[^"\\]|\\.)*)":/g
@@ -66,10 +66,27 @@ function redactKeys (line: string): string {
   return copied === 0 ? line : output + line.slice(copied)
 }
 
+/** A run of URL characters with percent-escapes in it: the shapes above may hide there, encoded. */
+const ENCODED_RUN = /[A-Za-z0-9._~+/=-]*(?:%[0-9A-Fa-f]{2}[A-Za-z0-9._~+/=-]*)+/g
+const HIDDEN = /sk_live_|eyJ[A-Za-z0-9_-]*\.[A-Za-z0-9_-]*\./
+
+/**
+ * A request line's URL is logged as sent: `/api/v1/agents/%73%6B%5F%6C…` is a client secret to
+ * anyone who decodes it (found by test/resilience/secret-hygiene.test.ts). A percent-encoded run
+ * that decodes to a secret or a token is blanked whole.
+ */
+function redactEncoded (line: string): string {
+  return line.replace(ENCODED_RUN, (run) => {
+    // byte by byte: a secret is ASCII, and a run that is not UTF-8 must not make decoding throw
+    const decoded = run.replace(/%([0-9A-Fa-f]{2})/g, (_, hex: string) => String.fromCharCode(Number.parseInt(hex, 16)))
+    return HIDDEN.test(decoded) ? '[redacted-encoded]' : run
+  })
+}
+
 /** One serialized log line (pino's `hooks.streamWrite`), with its secrets blanked. */
 export function redactLine (line: string): string {
   if (!SUSPECT.test(line)) return line
   let redacted = redactKeys(line)
   for (const [shape, replacement] of SHAPES) redacted = redacted.replace(shape, replacement)
-  return redacted
+  return redacted.includes('%') ? redactEncoded(redacted) : redacted
 }

@@ -1,4 +1,4 @@
-import { Ajv, type Options as AjvOptions } from 'ajv'
+import { Ajv, type Options as AjvOptions, type ValidateFunction } from 'ajv'
 import ajvFormats from 'ajv-formats'
 import type { FastifySchemaCompiler } from 'fastify'
 
@@ -17,10 +17,34 @@ function ajvWith (coerceTypes: AjvOptions['coerceTypes']): Ajv {
   return ajv
 }
 
+/**
+ * Ajv coerces "1e309" and "Infinity" to Infinity, calls it an integer and skips `minimum`/`maximum`
+ * for a number that is not finite: `?limit=1e309` reached SQL as "Infinity" (a 500). Text coerced
+ * to a number must be finite (the members of a query or path object, or of their arrays).
+ */
+function finiteNumbersOnly (validate: ValidateFunction): ValidateFunction {
+  const checked = function validateText (data: unknown) {
+    if (!validate(data)) {
+      checked.errors = validate.errors
+      return false
+    }
+    const members = data !== null && typeof data === 'object' ? Object.entries(data) : []
+    for (const [name, value] of members) {
+      if ([value].flat().some((item) => typeof item === 'number' && !Number.isFinite(item))) {
+        checked.errors = [{ instancePath: `/${name}`, schemaPath: '#/type', keyword: 'type', params: {}, message: 'must be a finite number' }]
+        return false
+      }
+    }
+    checked.errors = null
+    return true
+  } as ValidateFunction
+  return checked
+}
+
 export function validatorCompiler (): FastifySchemaCompiler<unknown> {
   const forBodies = ajvWith(false)
   const forText = ajvWith('array')
   return function compileValidator ({ schema, httpPart }) {
-    return (httpPart === 'body' ? forBodies : forText).compile(schema as object)
+    return httpPart === 'body' ? forBodies.compile(schema as object) : finiteNumbersOnly(forText.compile(schema as object))
   }
 }

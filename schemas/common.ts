@@ -35,12 +35,19 @@ export const Problem = Type.Object({
   errors: Type.Optional(Type.Array(FieldError))
 }, { title: 'Problem', description: 'RFC 9457 problem details (application/problem+json)' })
 
-/** The error responses of an authenticated management route. */
+/**
+ * The error responses of an authenticated management route. 413 (body over 64 KiB) and 415 (not
+ * JSON) come from Fastify's body parsing, on any route that reads a body (POST, PATCH, DELETE; a
+ * GET's is ignored, one shared list all the same): declared so that the document lists every status
+ * a client can get (issue 11 resilience suite, test/resilience/fuzz.test.ts).
+ */
 export const ManagementErrors = {
   400: Problem,
   401: Problem,
   403: Problem,
   404: Problem,
+  413: Problem,
+  415: Problem,
   429: Problem,
   503: Problem
 } as const

@@ -52,9 +52,12 @@ export const OAuthErrorBody = Type.Object({
   error_description: Type.String()
 }, { title: 'OAuthError', description: 'RFC 6749 §5.2' })
 
+/** 413 and 415 as for the management routes: a body too large, or neither form nor JSON */
 export const OAuthErrors = {
   400: OAuthErrorBody,
   401: OAuthErrorBody,
+  413: OAuthErrorBody,
+  415: OAuthErrorBody,
   429: OAuthErrorBody,
   503: OAuthErrorBody
 } as const

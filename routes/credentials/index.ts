@@ -53,9 +53,13 @@ const credentials: FastifyPluginAsyncTypebox = async function credentialRoutes (
     return credential
   }
 
-  /** These routes take an optional body: none at all is the same as {} (and still refuses unknown fields). */
+  /**
+   * These routes take an optional body: none at all is the same as {} (and still refuses unknown
+   * fields). A JSON `null` is a body, and not an object: refused like any other (it was taken for
+   * none, found by test/resilience/fuzz.test.ts).
+   */
   async function defaultEmptyBody (request: FastifyRequest): Promise<void> {
-    request.body ??= {}
+    if (request.body === undefined) request.body = {}
   }
 
   function noStore (reply: FastifyReply): void {

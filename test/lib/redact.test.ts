@@ -45,3 +45,16 @@ t.test('the fields every line now carries pass untouched; a gcp line\'s message 
   t.same(redacted({ severity: 'ERROR', message: 'got Bearer abc.def.ghi', token: 'x', traceparent }),
     { severity: 'ERROR', message: 'got Bearer [redacted]', token: '[redacted]', traceparent })
 })
+
+t.test('a secret or a token percent-encoded (in a logged URL) is blanked too', async (t) => {
+  const secret = 'sk_live_AbC-123_xyzAbC-123_xyzAbC-123_xyz'
+  const jwt = 'eyJhbGciOiJSUzI1NiJ9.eyJzdWIiOiJ4In0.c2lnbmF0dXJl'
+  const every = (text: string) => [...text].map((char) => `%${char.charCodeAt(0).toString(16).padStart(2, '0')}`).join('')
+  for (const url of [`/api/v1/agents/${every(secret)}`, `/api/v1/agents/sk%5Flive%5F${secret.slice(8)}`, `/x?t=${every(jwt)}&y=1`, `/x/${encodeURIComponent(jwt).replace(/\./g, '%2E')}`]) {
+    const out = redactLine(line({ msg: 'request completed', url }))
+    t.notMatch(out, /AbC-123|c2lnbmF0dXJl|%41%62%43|%63%32%6c/i, `blanked: ${url.slice(0, 40)}`)
+    t.doesNotThrow(() => JSON.parse(out), 'still one JSON object')
+  }
+  const harmless = line({ msg: 'request completed', url: '/api/v1/agents?owner=team%20a&x=%ED%A0%80' })
+  t.equal(redactLine(harmless), harmless, 'other percent-encoded text is kept as it is')
+})

@@ -78,7 +78,8 @@ t.test('limit 1 and limit 100 are accepted and respected', async (t) => {
   t.equal(hundred.nextCursor, null)
 })
 
-for (const limit of ['0', '101', '-1', '1.5', 'abc', '']) {
+// 1e309 and Infinity: Ajv coerces them to Infinity, which it calls an integer within range (was a 500)
+for (const limit of ['0', '101', '-1', '1.5', 'abc', '', '1e309', 'Infinity', '-Infinity']) {
   t.test(`limit=${JSON.stringify(limit)} is a 400 VALIDATION_ERROR`, async (t) => {
     const res = await app.inject({ method: 'GET', url: `${AGENTS}?limit=${limit}`, headers: admin.headers })
     assertValidationError(t, res, /limit/)

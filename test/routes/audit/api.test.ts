@@ -77,7 +77,7 @@ t.test('pages of `limit` follow nextCursor to the end; limit defaults to 50 and 
   t.equal(seen.length, 120)
   t.equal(new Set(seen).size, 120, 'no event twice')
   t.equal((await list(`?agentId=${agentId}&limit=200`)).json().data.length, 120)
-  for (const limit of ['0', '201', '-1', 'x', '1.5']) assertValidationError(t, await list(`?limit=${limit}`), /limit/)
+  for (const limit of ['0', '201', '-1', 'x', '1.5', '1e309', 'Infinity']) assertValidationError(t, await list(`?limit=${limit}`), /limit/)
 })
 
 t.test('bad dates, startDate after endDate, unknown parameters and bad cursors are 400 VALIDATION_ERROR', async (t) => {

@@ -153,3 +153,11 @@ t.test('the last usable admin\'s last usable credential cannot be revoked: 409, 
   t.equal((await solo.inject({ method: 'DELETE', url: credentialUrl(agentId, second), headers: other.headers })).statusCode, 204,
     'once another admin can authenticate, it may be revoked')
 })
+
+t.test('a JSON null is a body, not none: refused, nothing rotated or generated', async (t) => {
+  const client = await registerClient(app, admin.headers)
+  const json = { ...admin.headers, 'content-type': 'application/json' }
+  assertProblem(t, await app.inject({ method: 'POST', url: `${credentialUrl(client.agentId, client.credentialId)}/rotate`, headers: json, payload: 'null' }), 400, 'VALIDATION_ERROR')
+  t.equal((await requestToken(app, client)).statusCode, 200, 'the secret was not rotated')
+  assertProblem(t, await app.inject({ method: 'POST', url: `/api/v1/agents/${client.agentId}/credentials`, headers: json, payload: 'null' }), 400, 'VALIDATION_ERROR')
+})

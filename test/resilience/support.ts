@@ -1,0 +1,107 @@
+import { appendFileSync, mkdirSync } from 'node:fs'
+import { join } from 'node:path'
+import type { Test } from 'tap'
+import { projectRoot } from '../../lib/paths.js'
+import { testEnv } from '../helper.js'
+import { baseEnv, compiledServer, sparePort, startProcess, waitFor, type RunningProcess } from '../support/private-services.js'
+
+/**
+ * Shared pieces of the resilience suite (issue 11; run with `npm run test:resilience`, not part of
+ * `npm test`): the patterns that betray internals in a response, the figures file every test file
+ * appends to and test/resilience/run.ts sums up, and the compiled server on a real port.
+ */
+
+/** Where each test file appends one JSON line of figures; run.ts empties it first and prints the summary. */
+export const FIGURES_FILE = process.env.RESILIENCE_FIGURES ?? join(projectRoot, '.tap', 'resilience', 'figures.jsonl')
+
+export interface Figures {
+  /** the test file, e.g. "fuzz" */
+  part: string
+  /** requests sent, or cases run */
+  inputsTried?: number
+  /** faults injected that the server lived through */
+  faultsSurvived?: number
+  /** 5xx answers that are not documented 503s */
+  serverErrors?: number
+  /** secrets, tokens or internals found where they must not be */
+  leaks?: number
+  /** a 2xx without its audit event, or a state change lost between concurrent requests */
+  racesLost?: number
+  /** named verdicts, e.g. "p99 drift": "ok (1.1×)" */
+  verdicts?: Record<string, string>
+  [figure: string]: unknown
+}
+
+export function recordFigures (figures: Figures): void {
+  mkdirSync(join(FIGURES_FILE, '..'), { recursive: true })
+  appendFileSync(FIGURES_FILE, JSON.stringify({ ...figures, at: new Date().toISOString() }) + '\n')
+}
+
+/**
+ * What a response must never show a client: stack frames, module paths, SQL, driver and runtime
+ * error text. A match counts only when the request itself did not carry the same text (an echo of
+ * the caller's own input is not an internal).
+ */
+const INTERNALS: Array<[string, RegExp]> = [
+  ['stack frame', /\bat (?:async )?[\w.<>[\]]+ \(|\bat (?:file|node):|\(node:internal|:\d+:\d+\)/],
+  ['module path', /node_modules|\/work\/|\/dist\/|\.ts:\d+|\.js:\d+/],
+  ['SQL', /\bSELECT\b[^"]{0,200}\bFROM\b|\bINSERT\s+INTO\b|\bUPDATE\s+\w+\s+SET\b|\bDELETE\s+FROM\b|syntax error at or near|\bSQLSTATE\b|violates (?:unique|foreign key|check|not-null) constraint|relation "|column "|invalid input syntax for|duplicate key value/i],
+  ['driver text', /ECONNREFUSED|ECONNRESET|ETIMEDOUT|EPIPE|ioredis|pg-protocol|node-postgres|Connection terminated|connection is closed|timeout exceeded when trying to connect/i],
+  ['runtime error', /\b(?:TypeError|ReferenceError|RangeError|SyntaxError): |Cannot read propert|is not a function|undefined is not|Maximum call stack/]
+]
+
+/** The kinds of internals `text` shows that `request` did not itself contain. */
+export function internalsIn (text: string, request = ''): string[] {
+  const found: string[] = []
+  for (const [kind, pattern] of INTERNALS) {
+    const match = pattern.exec(text)
+    if (match !== null && !request.includes(match[0])) found.push(`${kind}: ${JSON.stringify(match[0])}`)
+  }
+  return found
+}
+
+export interface SpawnedServer {
+  server: RunningProcess
+  port: number
+  base: string
+  pid: number
+}
+
+/**
+ * The compiled server (`node dist/server.js`, as operators run it) on a spare port, with the test
+ * environment plus `overrides`; resolves once /health/live answers. The child is node itself, so
+ * its pid is the one /proc describes.
+ */
+export async function spawnServer (t: Test, databaseUrl: string, overrides: Record<string, string | undefined> = {}): Promise<SpawnedServer> {
+  const port = await sparePort()
+  const env = { ...baseEnv(), ...testEnv(databaseUrl), NODE_ENV: 'production', HOST: '127.0.0.1', PORT: String(port), LOG_LEVEL: 'warn', ...overrides }
+  const server = startProcess(t, process.execPath, [compiledServer], { env })
+  const base = `http://127.0.0.1:${port}`
+  await waitFor(`the server on port ${port}`, async () => {
+    if (server.child.exitCode !== null) throw new Error(`exited ${server.child.exitCode}: ${server.stderr}`)
+    return await fetch(`${base}/health/live`).then((response) => response.ok, () => false)
+  }, 60_000)
+  return { server, port, base, pid: server.child.pid as number }
+}
+
+/** The q-quantile (0..1) of `values`, nearest rank; NaN for none. */
+export function quantile (values: number[], q: number): number {
+  if (values.length === 0) return Number.NaN
+  const sorted = [...values].sort((a, b) => a - b)
+  return sorted[Math.min(sorted.length - 1, Math.max(0, Math.ceil(q * sorted.length) - 1))]
+}
+
+/** Least-squares slope of y over x. */
+export function slope (points: Array<[number, number]>): number {
+  const n = points.length
+  if (n < 2) return 0
+  const meanX = points.reduce((sum, [x]) => sum + x, 0) / n
+  const meanY = points.reduce((sum, [, y]) => sum + y, 0) / n
+  let numerator = 0
+  let denominator = 0
+  for (const [x, y] of points) {
+    numerator += (x - meanX) * (y - meanY)
+    denominator += (x - meanX) ** 2
+  }
+  return denominator === 0 ? 0 : numerator / denominator
+}
