@@ -34,7 +34,7 @@ t.comment(`fuzz seed ${SEED} (replay: RESILIENCE_SEED=${SEED} npm run test:resil
 // secret; X-Forwarded-For is believed from the injector's 127.0.0.1 so junk in it reaches the
 // code that parses it.
 const app = await build(t, {
-  env: { TRUST_PROXY: '127.0.0.1', RATE_LIMIT_AUTH_FAILURES_PER_IP: '0', RATE_LIMIT_TOKEN_PER_CLIENT: '0', TOKEN_MONTHLY_QUOTA: '0', MAX_AGENTS_PER_OWNER: '0' }
+  env: { TRUST_PROXY: '127.0.0.1', RATE_LIMIT_AUTH_FAILURES_PER_IP: '0', RATE_LIMIT_BEARER_FAILURES_PER_IP: '0', RATE_LIMIT_TOKEN_PER_CLIENT: '0', TOKEN_MONTHLY_QUOTA: '0', MAX_AGENTS_PER_OWNER: '0' }
 })
 
 type Schema = Record<string, any>
