@@ -171,7 +171,8 @@ function schemaValid (operation: Operation, parts: Parts, payload: string | Buff
   let parsed: unknown
   if (essence.endsWith('json')) {
     try {
-      parsed = JSON.parse(typeof payload === 'string' ? payload : payload.toString('utf8'))
+      // RFC 8259 §8.1 lets a parser ignore a byte order mark, and Fastify's does
+      parsed = JSON.parse((typeof payload === 'string' ? payload : payload.toString('utf8')).replace(/^\ufeff/, ''))
     } catch {
       return false
     }
