@@ -11,6 +11,8 @@ import { spawnSync } from 'node:child_process'
 import { existsSync, readdirSync, readFileSync, rmSync } from 'node:fs'
 import { dirname, join, relative } from 'node:path'
 import { fileURLToPath } from 'node:url'
+// type-only: erased when node strips the types, so nothing of the project is loaded at run time
+import type { Figures } from './support.js'
 
 const here = dirname(fileURLToPath(import.meta.url))
 const root = join(here, '..', '..')
@@ -32,16 +34,6 @@ const tap = spawnSync(join(root, 'node_modules', '.bin', 'tap'), ['run', '--jobs
 })
 const elapsed = (Date.now() - started) / 1000
 
-interface Figures {
-  part: string
-  inputsTried?: number
-  faultsSurvived?: number
-  serverErrors?: number
-  leaks?: number
-  racesLost?: number
-  verdicts?: Record<string, string>
-  [figure: string]: unknown
-}
 const figures: Figures[] = existsSync(figuresFile)
   ? readFileSync(figuresFile, 'utf8').split('\n').filter(Boolean).map((line) => JSON.parse(line) as Figures)
   : []
