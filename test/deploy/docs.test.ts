@@ -1,12 +1,12 @@
 import { existsSync, readdirSync, readFileSync } from 'node:fs'
-import { dirname, join } from 'node:path'
+import { dirname, join, resolve, sep } from 'node:path'
 import t from 'tap'
 import { projectRoot } from '../../lib/paths.js'
 
 /**
  * The operations documents: every relative link resolves, and every HTTP call in the runbooks, the
- * Terraform README and the README's deployment section is a route of the API contract
- * (../shared/API.md), with its method and, for the audit log, only the query parameters it defines.
+ * Terraform README and the README's deployment section is a route of the API, with its method and,
+ * for the audit log, only the query parameters it defines.
  */
 
 const ROUTES: Array<[string, string]> = [
@@ -67,13 +67,19 @@ t.test('the README has the deployment section, linking every artefact', async (t
   t.match(deployment, /\/health\/ready/, 'and the readiness check')
 })
 
-t.test('every relative link resolves', async (t) => {
-  for (const { path, text } of documents) {
+t.test('every relative link resolves to a file inside the repository (a user\'s clone has nothing beside it)', async (t) => {
+  const linked = [
+    ...documents.filter((document) => document.path !== 'README.md'),
+    { path: 'README.md', text: readme },
+    { path: 'ARCHITECTURE.md', text: readFileSync(join(projectRoot, 'ARCHITECTURE.md'), 'utf8') }
+  ]
+  for (const { path, text } of linked) {
     for (const match of text.matchAll(/\]\(([^)\s]+)\)/g)) {
       const target = match[1].split('#')[0]
       if (target === '' || /^[a-z]+:/.test(target)) continue
-      if (target.startsWith('../shared/') || target.startsWith('../../shared/')) continue // the contract lives beside the repository
-      t.ok(existsSync(join(projectRoot, dirname(path), target)), `${path} → ${target}`)
+      const resolved = resolve(projectRoot, dirname(path), target)
+      t.ok(resolved.startsWith(projectRoot + sep), `${path} → ${target} stays inside the repository`)
+      t.ok(existsSync(resolved), `${path} → ${target} exists`)
     }
   }
 })
