@@ -1,6 +1,5 @@
 import type { Command } from 'commander'
 import type { FastifyInstance } from 'fastify'
-import { buildApp } from '../../app.js'
 import { loadConfig, readEnvironment } from '../../plugins/config.js'
 import { migrate } from '../../repositories/migrations.js'
 import { countAgents } from '../../repositories/agents.js'
@@ -49,6 +48,8 @@ function stopOnSignals (app: FastifyInstance, graceMs: number, after: () => Prom
 export async function serve (): Promise<void> {
   const config = serverConfig()
   await requireMigratedDatabase(config.DATABASE_URL)
+  // imported when a server starts: the app (fastify and every plugin) is most of a command's start-up time
+  const { buildApp } = await import('../../app.js')
   let app: FastifyInstance
   try {
     app = await buildApp({ config })
@@ -72,6 +73,7 @@ function explainDevFailure (error: unknown, DevModeError: new (...args: never[])
 export async function dev (): Promise<void> {
   // imported only here: dev mode's embedded PostgreSQL is a devDependency, absent from the image
   const { prepareDevEnvironment, DevModeError } = await import('../dev.js')
+  const { buildApp } = await import('../../app.js')
   const log = (message: string) => process.stderr.write(`[dev] ${message}\n`)
   const prepared = await prepareDevEnvironment(readEnvironment(), log).catch((error: unknown) => {
     throw new CliError(explainDevFailure(error, DevModeError))
