@@ -1,4 +1,4 @@
-import { chmod, open, unlink } from 'node:fs/promises'
+import { chmod, open, unlink, type FileHandle } from 'node:fs/promises'
 import { resolve } from 'node:path'
 import { CliError, ExitCode } from './exit-codes.js'
 
@@ -15,10 +15,10 @@ export interface SecretFile {
 }
 
 /**
- * Opens `path` for a secret before the work that makes the secret runs: an existing file (without
- * `force`) or an unwritable directory fails the command before anything is created.
+ * Creates `path` with mode 0600 (an existing file: refused, exit 3, unless `force`; then it is
+ * truncated and made 0600). An unwritable directory fails the command with exit 1.
  */
-export async function openSecretFile (path: string, options: { force?: boolean } = {}): Promise<SecretFile> {
+export async function createPrivateFile (path: string, options: { force?: boolean } = {}): Promise<{ path: string, handle: FileHandle }> {
   const absolute = resolve(path)
   let handle
   try {
@@ -30,6 +30,15 @@ export async function openSecretFile (path: string, options: { force?: boolean }
   }
   // an existing file replaced with --force keeps its old mode unless told
   await handle.chmod(0o600)
+  return { path: absolute, handle }
+}
+
+/**
+ * Opens `path` for a secret before the work that makes the secret runs: an existing file (without
+ * `force`) or an unwritable directory fails the command before anything is created.
+ */
+export async function openSecretFile (path: string, options: { force?: boolean } = {}): Promise<SecretFile> {
+  const { path: absolute, handle } = await createPrivateFile(path, options)
   let written = false
   return {
     path: absolute,

@@ -56,7 +56,6 @@ export function buildProgram (): Command {
 /** commander's outcome as our exit code: help and version are 0, any complaint about the command line 2. */
 function exitCodeOf (error: CommanderError): number {
   if (error.code === 'commander.helpDisplayed' || error.code === 'commander.version') return ExitCode.OK
-  if (error.code === 'commander.executeSubCommandAsync') return error.exitCode
   return ExitCode.USAGE
 }
 
@@ -66,6 +65,11 @@ function exitCodeOf (error: CommanderError): number {
  * output still being written is not cut off).
  */
 export async function runCli (args: string[]): Promise<void> {
+  // `agentidp audit tail --follow | head`: a reader that has had enough is not an error
+  process.stdout.on('error', (error: NodeJS.ErrnoException) => {
+    if (error.code === 'EPIPE') process.exit(process.exitCode ?? ExitCode.OK)
+    throw error
+  })
   const program = buildProgram()
   try {
     await program.parseAsync(args, { from: 'user' })

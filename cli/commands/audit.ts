@@ -1,5 +1,4 @@
-import { createWriteStream, type WriteStream } from 'node:fs'
-import { resolve } from 'node:path'
+import { rm } from 'node:fs/promises'
 import { finished } from 'node:stream/promises'
 import { setTimeout as sleep } from 'node:timers/promises'
 import { InvalidArgumentError, Option, type Command } from 'commander'
@@ -8,7 +7,8 @@ import { verifyChain } from '../../services/audit/verify.js'
 import { auditPrune } from '../audit-prune.js'
 import { apiClient, apiCommand, type ApiClient } from '../api-client.js'
 import { instant, nonNegativeInteger, positiveInteger, uuid } from '../arguments.js'
-import { CliError, ExitCode } from '../exit-codes.js'
+import { ExitCode } from '../exit-codes.js'
+import { createPrivateFile } from '../files.js'
 import { note, outputOption, print, printJson, resolveFormat, type OutputFormat } from '../output.js'
 import { asCliError, databaseUnusable, databaseUrlFromEnvironment, serverConfig, withPool } from '../startup.js'
 
@@ -62,35 +62,42 @@ async function writeLine (stream: NodeJS.WritableStream, line: string): Promise<
   if (!stream.write(line)) await new Promise((resolve) => stream.once('drain', resolve))
 }
 
-async function exportEvents (options: { since?: string, until?: string, outputFile?: string, force?: boolean }): Promise<void> {
-  const databaseUrl = databaseUrlFromEnvironment()
-  let file: WriteStream | undefined
-  if (options.outputFile !== undefined) {
-    file = createWriteStream(resolve(options.outputFile), { flags: options.force === true ? 'w' : 'wx', mode: 0o600 })
-    await new Promise<void>((resolve, reject) => { file?.once('open', () => resolve()); file?.once('error', reject) }).catch((error: unknown) => {
-      const code = (error as { code?: string }).code
-      throw new CliError(code === 'EEXIST' ? `${resolve(options.outputFile as string)} already exists; choose another file or pass --force` : `cannot write ${options.outputFile} (${code})`,
-        code === 'EEXIST' ? ExitCode.REFUSED : ExitCode.FAILURE)
-    })
-  }
-  const out = file ?? process.stdout
-  let exported = 0
-  await withPool(databaseUrl, async (pool) => {
+/** Every event of the range, oldest first, batch by batch; returns how many were written. */
+async function writeEvents (databaseUrl: string, out: NodeJS.WritableStream, range: { since?: string, until?: string }): Promise<number> {
+  return await withPool(databaseUrl, async (pool) => {
+    let exported = 0
     let after: ExportPosition | undefined
     for (;;) {
-      const { events, last } = await exportAuditEvents(pool, { since: options.since, until: options.until, after, limit: EXPORT_BATCH })
+      const { events, last } = await exportAuditEvents(pool, { ...range, after, limit: EXPORT_BATCH })
       for (const event of events) await writeLine(out, JSON.stringify(event) + '\n')
       exported += events.length
       if (events.length > 0 && exported % PROGRESS_EVERY < events.length) note(`audit export: ${exported} events`)
-      if (last === null || events.length < EXPORT_BATCH) break
+      if (last === null || events.length < EXPORT_BATCH) return exported
       after = last
     }
-  }).catch((error: unknown) => { throw error instanceof CliError ? error : databaseUnusable(databaseUrl, error) })
-  if (file !== undefined) {
-    file.end()
-    await finished(file)
+  }).catch((error: unknown) => { throw databaseUnusable(databaseUrl, error) })
+}
+
+async function exportEvents (options: { since?: string, until?: string, outputFile?: string, force?: boolean }): Promise<void> {
+  const databaseUrl = databaseUrlFromEnvironment()
+  const range = { since: options.since, until: options.until }
+  if (options.outputFile === undefined) {
+    note(`audit export: ${await writeEvents(databaseUrl, process.stdout, range)} events`)
+    return
   }
-  note(`audit export: ${exported} events${file === undefined ? '' : ` written to ${file.path as string}`}`)
+  const file = await createPrivateFile(options.outputFile, options)
+  const stream = file.handle.createWriteStream()
+  try {
+    const exported = await writeEvents(databaseUrl, stream, range)
+    stream.end()
+    await finished(stream)
+    note(`audit export: ${exported} events written to ${file.path}`)
+  } catch (error) {
+    // half an export is no export: the file goes
+    stream.destroy()
+    await rm(file.path, { force: true })
+    throw error
+  }
 }
 
 // -- tail ------------------------------------------------------------------------------------
