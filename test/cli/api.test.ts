@@ -12,6 +12,8 @@ import { agentidp, compiledCli, json, type CliResult } from './support.js'
  * `--output json` (the default when piped) parses; server errors are the problem's title/detail
  * (or the OAuth error) on stderr; the client secret the commands act with is never printed.
  */
+// a server and some sixty command processes, each a node start-up: on a busy 2-core machine far beyond .taprc's 120 s
+t.setTimeout(600_000)
 await ensureBuild()
 const { databaseUrl } = await createSchema(t)
 const work = await mkdtemp(join(tmpdir(), 'agentidp-cli-api-'))

@@ -12,6 +12,8 @@ import { agentidp, json } from './support.js'
  * events seeded directly): results on stdout, progress on stderr, NDJSON oldest first, exit 6 for a
  * broken chain.
  */
+// some twenty command processes, each a node start-up: on a busy 2-core machine far beyond .taprc's 120 s
+t.setTimeout(300_000)
 await ensureBuild()
 const app = await build(t)
 const env = { DATABASE_URL: app.databaseUrl }

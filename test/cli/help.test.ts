@@ -14,6 +14,8 @@ import { agentidp, compiledCli } from './support.js'
  * --version from package.json, usage errors exit 2 with one complaint on stderr, and the bin
  * entry that `npx agentidp` and the image use. No database needed.
  */
+// some fifty command processes, each a node start-up: on a busy 2-core machine far beyond .taprc's 120 s
+t.setTimeout(600_000)
 await ensureBuild()
 const packageJson = JSON.parse(readFileSync(join(projectRoot, 'package.json'), 'utf8')) as { version: string, bin: Record<string, string> }
 

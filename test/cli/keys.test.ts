@@ -15,6 +15,8 @@ import { agentidp, json, startServer } from './support.js'
  * on nothing but the generated `.env` for its keys signs tokens that verify against its JWKS under
  * the kid the command printed.
  */
+// a server and a dozen command processes, each a node start-up: on a busy 2-core machine far beyond .taprc's 120 s
+t.setTimeout(300_000)
 await ensureBuild()
 const work = await mkdtemp(join(tmpdir(), 'agentidp-keys-'))
 t.teardown(() => rm(work, { recursive: true, force: true }))

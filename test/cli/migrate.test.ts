@@ -10,6 +10,8 @@ import { agentidp, json } from './support.js'
  * `agentidp migrate up|down|status` on schemas of their own (DATABASE_URL's search_path): a fresh
  * database, a partial one, a current one; a progress line per migration on stderr; the exit codes.
  */
+// some thirty command processes, each a node start-up: on a busy 2-core machine far beyond .taprc's 120 s
+t.setTimeout(300_000)
 await ensureBuild()
 const admin = new pg.Client({ connectionString: BASE_DATABASE_URL })
 await admin.connect()
