@@ -4,7 +4,7 @@ import { join } from 'node:path'
 import t, { type Test } from 'tap'
 import { createSchema, testEnv } from '../helper.js'
 import { ensureBuild, sparePort, startProcess, waitFor } from '../support/private-services.js'
-import { agentidp, compiledCli, json, type CliResult } from './support.js'
+import { agentidp, compiledCli, json, type CliResult } from '../support/cli.js'
 
 /**
  * The API commands of `agentidp` against a running server (`agentidp serve`, the compiled one, on

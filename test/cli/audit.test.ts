@@ -5,7 +5,7 @@ import t from 'tap'
 import { build } from '../helper.js'
 import { daysAgo, sealAll, seedEvents } from '../support/audit.js'
 import { ensureBuild, sparePort } from '../support/private-services.js'
-import { agentidp, json } from './support.js'
+import { agentidp, json } from '../support/cli.js'
 
 /**
  * `agentidp audit prune|verify|export` on the database (DATABASE_URL of a schema of its own,

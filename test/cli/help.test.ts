@@ -7,7 +7,7 @@ import type { Command } from 'commander'
 import { projectRoot } from '../../lib/paths.js'
 import { buildProgram } from '../../cli/program.js'
 import { baseEnv, compiledServer, ensureBuild } from '../support/private-services.js'
-import { agentidp, compiledCli } from './support.js'
+import { agentidp, compiledCli } from '../support/cli.js'
 
 /**
  * The command line's surface: --help on every command and subcommand (exit 0, usage on stdout),

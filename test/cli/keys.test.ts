@@ -7,7 +7,7 @@ import { createSchema, testEnv } from '../helper.js'
 import { loadConfig } from '../../plugins/config.js'
 import { createKeyRing } from '../../plugins/keys.js'
 import { ensureBuild, sparePort } from '../support/private-services.js'
-import { agentidp, json, startServer } from './support.js'
+import { agentidp, json, startServer } from '../support/cli.js'
 
 /**
  * `agentidp keys generate`: RSA-2048 pairs as PEM files or env lines, files 0600, never over an

@@ -4,7 +4,7 @@ import pg from 'pg'
 import { BASE_DATABASE_URL, schemaUrl } from '../helper.js'
 import { bundledMigrations } from '../../repositories/migrations.js'
 import { ensureBuild, sparePort } from '../support/private-services.js'
-import { agentidp, json } from './support.js'
+import { agentidp, json } from '../support/cli.js'
 
 /**
  * `agentidp migrate up|down|status` on schemas of their own (DATABASE_URL's search_path): a fresh

@@ -1,12 +1,12 @@
 import { spawn } from 'node:child_process'
 import { join } from 'node:path'
 import { projectRoot } from '../../lib/paths.js'
-import { baseEnv, startProcess, waitFor, type RunningProcess } from '../support/private-services.js'
+import { baseEnv, startProcess, waitFor, type RunningProcess } from './private-services.js'
 
 /**
  * Runs the compiled `agentidp` (dist/cli/agentidp.js, the package.json `bin`) as an operator
  * would: a real process, only the variables given, stdout piped (so JSON is the default output).
- * Not a test file itself (tap runs only *.test.ts).
+ * Not a test file itself (tap runs only *.test.ts); the tests are test/cli/*.test.ts.
  */
 
 interface Tap { teardown (fn: () => unknown): void }
