@@ -61,8 +61,7 @@ function exitCodeOf (error: CommanderError): number {
 
 /**
  * Runs the command line. Resolves when the command is done; a server command (serve, dev) leaves
- * the process running. Failures are one line on stderr and their exit code (process.exitCode, so
- * output still being written is not cut off).
+ * the process running. A failure is one line on stderr and the process exits with its code.
  */
 export async function runCli (args: string[]): Promise<void> {
   // `agentidp audit tail --follow | head`: a reader that has had enough is not an error
@@ -80,6 +79,8 @@ export async function runCli (args: string[]): Promise<void> {
     }
     const failure = asCliError(error)
     process.stderr.write(`${failure.message}\n`)
-    process.exitCode = failure.exitCode
+    // at once: a start that failed half-way may hold connections open (stdout and stderr are
+    // synchronous for files and pipes, so nothing written is lost)
+    process.exit(failure.exitCode)
   }
 }
