@@ -1,4 +1,5 @@
 import pg from 'pg'
+import type { LightMyRequestResponse } from 'fastify'
 import t from 'tap'
 import { build } from '../helper.js'
 import { AGENTS, bootstrap, INTROSPECT, registerClient, tokenFor } from '../support/oauth-flow.js'
@@ -18,7 +19,7 @@ const adminToken = await tokenFor(app, admin)
 const client = await registerClient(app, adminToken)
 
 /** Runs `request` while our transaction holds `lock`, cancels the server's statement waiting for it, and returns the answer. */
-async function cancelledBehind (lock: string, values: unknown[], request: () => Promise<{ statusCode: number, body: string, headers: Record<string, unknown> }>) {
+async function cancelledBehind (lock: string, values: unknown[], request: () => Promise<LightMyRequestResponse>) {
   const holder = new pg.Client({ connectionString: app.databaseUrl })
   await holder.connect()
   const canceller = new pg.Client({ connectionString: app.databaseUrl })
