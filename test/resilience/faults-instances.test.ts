@@ -1,12 +1,11 @@
 import { setTimeout as sleep } from 'node:timers/promises'
-import pg from 'pg'
 import t, { type Test } from 'tap'
 import { agentBody } from '../helper.js'
 import { basic, bootstrap } from '../support/oauth-flow.js'
 import { ensureBuild, isAlive, startPrivatePostgres, startPrivateRedis, waitFor } from '../support/private-services.js'
 import { migrate } from '../../repositories/migrations.js'
 import {
-  auditedActions, FORM_TYPE, httpClient, JSON_TYPE, judgeAudit, recordFigures, spawnServer, statusCounts, tokenRequest,
+  auditedActions, FORM_TYPE, httpClient, JSON_TYPE, judgeAudit, recordFigures, spawnServer, statusCounts, tokenRequest, verifiedChain,
   type Answer, type HttpClient, type SentRequest, type SpawnedServer
 } from './support.js'
 
@@ -111,6 +110,13 @@ function traffic (scenario: string, loops: number, instances: () => Instance[], 
 
 const answeredOk = (entry: Tracked) => entry.status >= 200 && entry.status < 300
 
+/** "ECONNREFUSED×12 ECONNRESET×3" */
+function errorCounts (entries: Tracked[]): string {
+  const counts = new Map<string, number>()
+  for (const entry of entries) counts.set(entry.error?.split(' ')[0] ?? '', (counts.get(entry.error?.split(' ')[0] ?? '') ?? 0) + 1)
+  return [...counts].map(([code, count]) => `${code}×${count}`).join(' ')
+}
+
 t.test('SIGTERM under load on keep-alive connections: accepted requests answered normally, new connections refused, exit 0 within the grace period', async (t) => {
   const scenario = 'sigterm'
   const GRACE_MS = 8000
@@ -166,7 +172,7 @@ t.test('SIGTERM under load on keep-alive connections: accepted requests answered
     `the ${unanswered.length} requests without an answer (${[...new Set(unanswered.map((entry) => entry.error?.split(' ')[0]))].join(', ')}) left no audit event: none was accepted and then dropped`)
   racesLost += tracedButUnanswered.length
   faultsSurvived += 1
-  verdicts['SIGTERM under load'] = `exit ${code ?? signal} after ${exitMs} ms (grace ${GRACE_MS}); ${inFlight.length} in flight at the signal: ${statusCounts(inFlight)}; ${droppedWhileDraining.length} sent while draining got no answer (idle keep-alive closed, listener closed), none of them accepted`
+  verdicts['SIGTERM under load'] = `exit ${code ?? signal} after ${exitMs} ms (grace ${GRACE_MS}); ${inFlight.length} in flight at the signal: ${statusCounts(inFlight)}; ${droppedWhileDraining.length} sent while draining got no answer (${errorCounts(droppedWhileDraining)}: idle keep-alive connections closed, the listener closed), none of them accepted`
 })
 
 /** judgeAudit, and the audit rows of the scenario (User-Agent → actions) for further checks. */
@@ -265,20 +271,8 @@ t.test('two instances on one PostgreSQL and Redis, one killed (SIGKILL) mid-traf
 
   t.ok(isAlive(a.spawned.pid) && a.spawned.server.child.exitCode === null, 'the survivor is the same process')
   // the chain both instances sealed (b killed mid-way): every event sealed, and it verifies
-  const db = new pg.Client({ connectionString: postgres.url })
-  await db.connect()
-  let verification: { intact: boolean, checked: number, firstBrokenEventId: string | null } = { intact: false, checked: 0, firstBrokenEventId: null }
-  let events = 0
-  try {
-    await waitFor('every audit event sealed', async () => {
-      events = (await db.query<{ n: number }>('SELECT count(*)::int AS n FROM audit_events')).rows[0].n
-      const answer = await a.http.send('GET', '/api/v1/audit/verify', a.bearer)
-      verification = JSON.parse(answer.body) as typeof verification
-      return !verification.intact || verification.checked >= events
-    }, 60_000, 250)
-  } finally {
-    await db.end()
-  }
+  const verification = await verifiedChain(postgres.url, () => a.http.send('GET', '/api/v1/audit/verify', a.bearer))
+  const events = verification.events
   t.ok(verification.intact, `the audit chain verifies (${verification.checked} events checked of ${events}; first broken ${verification.firstBrokenEventId ?? 'none'})`)
   t.ok(verification.checked >= events, 'every event is sealed into it')
   verdicts['two instances'] = `b killed and restarted under load: a ${statusCounts(atA)}, ${lostWithB.length} lost with b; cross-instance refusals ${before.length + after.length === 0 ? 'ok' : `${before.length + after.length} failed`}; chain ${verification.intact ? 'intact' : 'BROKEN'} over ${verification.checked} events`

@@ -193,3 +193,28 @@ export function tokenRequest (clientId: string, secret: string, userAgent: strin
   const basicValue = 'Basic ' + Buffer.from(`${encodeURIComponent(clientId)}:${encodeURIComponent(secret)}`).toString('base64')
   return { headers: { authorization: basicValue, ...FORM_TYPE, 'user-agent': userAgent }, body: 'grant_type=client_credentials' }
 }
+
+export interface ChainVerification { intact: boolean, checked: number, firstBrokenEventId: string | null, events: number }
+
+/**
+ * GET /api/v1/audit/verify (through `verify`) until every audit event is sealed into the chain —
+ * the sealer runs on an interval in every instance — or the chain is found broken; the last answer
+ * with the number of events there were.
+ */
+export async function verifiedChain (databaseUrl: string, verify: () => Promise<Answer>, timeoutMs = 60_000): Promise<ChainVerification> {
+  const db = new pg.Client({ connectionString: databaseUrl })
+  await db.connect()
+  let result: ChainVerification = { intact: false, checked: 0, firstBrokenEventId: null, events: 0 }
+  try {
+    await waitFor('every audit event sealed into the chain', async () => {
+      const events = (await db.query<{ n: number }>('SELECT count(*)::int AS n FROM audit_events')).rows[0].n
+      const answer = await verify()
+      if (answer.status !== 200) return false
+      result = { ...(JSON.parse(answer.body) as Omit<ChainVerification, 'events'>), events }
+      return !result.intact || result.checked >= events
+    }, timeoutMs, 250).catch(() => {})
+  } finally {
+    await db.end()
+  }
+  return result
+}
