@@ -232,6 +232,7 @@ t.test('a rotation\'s backend frozen (SIGSTOP) just before COMMIT, past the quer
     await watcher.end()
   }
   t.comment(`${freezes} backends frozen before COMMIT; rotations so far: ${rotationSummary()}`)
+  t.ok(freezes >= 1, `rotations were caught between their last statement and COMMIT and frozen (${freezes})`)
   if (rotationViolations.length > 0) t.comment(rotationViolations.slice(0, 5).join('\n'))
   t.same(rotationViolations.slice(0, 10), [], 'after every rotation exactly one of the old and the new secret authenticates')
   await judge(t, scenario, [200, 401])
@@ -345,7 +346,7 @@ t.test('a transaction of ours holds the locks writes need (an agent row FOR UPDA
   const readsDuring = during.filter((entry) => entry.action === '')
   t.ok(readsDuring.length >= 10 && readsDuring.every((entry) => entry.status === 200), `reads and /health/live kept answering 200 (${readsDuring.length}, ${statusCounts(readsDuring)})`)
   const slowestLive = Math.max(0, ...during.filter((entry) => /"status":"ok"/.test(entry.answer?.body ?? '')).map((entry) => entry.ms))
-  t.ok(slowestLive < 2000, `/health/live answered within 2 s while the lock was held (slowest ${slowestLive} ms)`)
+  t.ok(slowestLive < HOLD_MS / 2, `/health/live never waited for the lock (slowest ${slowestLive} ms while it was held ${HOLD_MS} ms)`)
   await judge(t, scenario, [200, 201])
   const chain = await verifiedChain(postgres.url, () => send('GET', '/api/v1/audit/verify', adminBearer))
   t.ok(chain.intact && chain.checked >= chain.events, `once released, every event is sealed and the chain verifies (${chain.checked} of ${chain.events} checked, intact ${String(chain.intact)})`)
