@@ -341,7 +341,9 @@ t.test('a transaction of ours holds the locks writes need (an agent row FOR UPDA
     await traffic.stop()
   }
   const during = mine(scenario).filter((entry) => entry.at >= heldFrom && entry.at < releasedAt)
-  t.comment(`while the lock was held: ${during.length} requests, ${statusCounts(during)}`)
+  const overlapping = mine(scenario).filter((entry) => entry.at < releasedAt && entry.at + entry.ms >= heldFrom)
+  const byAction = [...new Set(overlapping.map((entry) => entry.action))].map((action) => `${action || 'read'}: ${statusCounts(overlapping.filter((entry) => entry.action === action))} (slowest ${Math.max(...overlapping.filter((entry) => entry.action === action).map((entry) => entry.ms))} ms)`)
+  t.comment(`in progress while the lock was held: ${overlapping.length} requests, ${byAction.join('; ')}`)
   // reads need no lock: GET /agents/:id and /health/live answered 200 while it was held
   const readsDuring = during.filter((entry) => entry.action === '')
   t.ok(readsDuring.length >= 10 && readsDuring.every((entry) => entry.status === 200), `reads and /health/live kept answering 200 (${readsDuring.length}, ${statusCounts(readsDuring)})`)
@@ -350,7 +352,8 @@ t.test('a transaction of ours holds the locks writes need (an agent row FOR UPDA
   await judge(t, scenario, [200, 201])
   const chain = await verifiedChain(postgres.url, () => send('GET', '/api/v1/audit/verify', adminBearer))
   t.ok(chain.intact && chain.checked >= chain.events, `once released, every event is sealed and the chain verifies (${chain.checked} of ${chain.events} checked, intact ${String(chain.intact)})`)
-  verdicts['held lock'] = `${HOLD_MS / 1000} s: ${statusCounts(during)} while held, recovered ${since(scenario, releasedAt).succeeded} successes after`
+  const slowestWrite = Math.max(0, ...overlapping.filter((entry) => entry.action !== '').map((entry) => entry.ms))
+  verdicts['held lock'] = `${HOLD_MS / 1000} s: ${statusCounts(overlapping)} in progress meanwhile (slowest write ${slowestWrite} ms, slowest liveness ${slowestLive} ms), chain ${chain.intact ? 'intact' : 'BROKEN'}, ${since(scenario, releasedAt).succeeded} successes after`
 })
 
 t.teardown(() => {
