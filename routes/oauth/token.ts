@@ -120,7 +120,7 @@ const token: FastifyPluginAsyncTypebox = async function tokenRoute (app) {
           agentId: client.agentId,
           metadata: { actorId: client.agentId, jti, credentialId: client.credentialId, scope, audience, expiresAt: iat + ttl, authMethod: client.method }
         }),
-        basis: { credentialId: client.credentialId, secretHash: client.secretHash, validAfterMs: client.validAfterMs }
+        basis: { credentialId: client.credentialId, secretHash: client.secretHash, validAfterMs: client.validAfterMs, scopes }
       })
     ])
     if (outcome === 'over_quota') {
@@ -132,6 +132,12 @@ const token: FastifyPluginAsyncTypebox = async function tokenRoute (app) {
       await app.audit.authFailed(request, { claimedAgentId: client.agentId, reason: 'client_changed_during_issuance', method: 'client_credentials' })
       throw new OAuthError(401, 'invalid_client', 'client authentication failed',
         client.method === 'client_secret_basic' ? { 'www-authenticate': 'Basic realm="agentidp", charset="UTF-8"' } : {})
+    }
+    if (outcome === 'narrowed') {
+      // capabilities narrowed between authentication and the durable write: the token would carry a
+      // scope the agent no longer has, so none leaves; asked again, the client gets what it has now
+      await refusal(request, client, 'capabilities_changed_during_issuance', { requestedScopes: scopes })
+      throw new OAuthError(400, 'invalid_scope', 'the client\'s capabilities changed while the token was being issued; ask again')
     }
     for (const granted of scopes) app.metrics?.tokensIssued(granted)
     reply.headers({ 'cache-control': 'no-store', pragma: 'no-cache' })
