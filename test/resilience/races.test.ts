@@ -371,7 +371,10 @@ async function rateLimitUnderConcurrency (t: Test, servers: SpawnedServer[]): Pr
   t.ok(ok <= RATE * windows, `${ok} tokens of ${answers.length} requests in ${span} ms (≤ ${RATE} per window, ${windows} window(s))`)
   t.equal(ok + limited, answers.length, 'the others answered 429 rate_limited with Retry-After')
   if (ok > RATE * windows) racesLost += 1
-  return `${ok} tokens of ${answers.length} concurrent requests (limit ${RATE}/min, ${windows} window) (${statusLine(tally(answers))})`
+  // the first refusal from an address is written in full on each instance, the rest counted for a summary
+  const { rows: [{ n: rows }] } = await sql.query<{ n: number }>("SELECT count(*)::int AS n FROM audit_events WHERE agent_id = $1 AND action = 'access.denied'", [client.agentId])
+  t.ok(rows <= servers.length, `${rows} audit rows for ${limited} refusals (≤ 1 per instance until the summaries)`)
+  return `${ok} tokens of ${answers.length} concurrent requests (limit ${RATE}/min, ${windows} window), ${rows} audit rows for ${limited} × 429`
 }
 
 t.test(`limits under concurrency: quota ${QUOTA}, ${OWNER_LIMIT} agents per owner`, async (t) => {
