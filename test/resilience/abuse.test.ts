@@ -49,6 +49,8 @@ const SERVER_ENV = {
   MAX_AGENTS_PER_OWNER: '0'
 }
 const { base, pid, server } = await spawnServer(t, databaseUrl, SERVER_ENV)
+// a second instance of the same deployment (same database, same Redis): limits are the address's, not the instance's
+const other = await spawnServer(t, databaseUrl, SERVER_ENV)
 const db = new pg.Pool({ connectionString: databaseUrl, max: 2 })
 t.teardown(() => db.end())
 const http = createHttp()
@@ -166,8 +168,6 @@ t.test(`concurrent brute force: ${BRUTE_FORCE} wrong secrets at once from one ad
 })
 
 t.test(`concurrent brute force over two instances: ${BRUTE_FORCE} wrong secrets from one address, spread over both`, async (t) => {
-  // a second instance of the same deployment (same database, same Redis): the limit is the address's, not the instance's
-  const other = await spawnServer(t, databaseUrl, SERVER_ENV)
   const target = await newClient()
   const attacker = '203.0.113.67'
   const answers = await Promise.all(Array.from({ length: BRUTE_FORCE }, (_, n) => {
@@ -246,11 +246,11 @@ async function auditCount (): Promise<number> {
   return (await db.query<{ n: number }>('SELECT count(*)::int AS n FROM audit_events')).rows[0].n
 }
 
-interface Flood { name: string, addresses: string[], perAddress: number, answers: Map<string, Answer[]>, ms: number }
+interface Flood { name: string, addresses: string[], instances: number, answers: Map<string, Answer[]>, ms: number }
 const floods: Flood[] = []
 
-/** `perAddress` requests from each address, `concurrency` in flight at a time in all. */
-async function flood (name: string, addresses: string[], perAddress: number, concurrency = 64): Promise<Flood> {
+/** `perAddress` requests from each address, spread over `bases`, `concurrency` in flight at a time in all. */
+async function flood (name: string, addresses: string[], perAddress: number, bases = [base], concurrency = 64): Promise<Flood> {
   const queue = addresses.flatMap((ip) => Array.from({ length: perAddress }, (_, n) => ({ ip, n }))).sort((a, b) => a.n - b.n)
   const answers = new Map<string, Answer[]>(addresses.map((ip) => [ip, []]))
   const started = Date.now()
@@ -258,10 +258,10 @@ async function flood (name: string, addresses: string[], perAddress: number, con
     for (let next = queue.shift(); next !== undefined; next = queue.shift()) {
       const [method, path, headers, body] = UNAUTHENTICATED[next.n % UNAUTHENTICATED.length](next.ip)
       inputsTried += 1
-      answers.get(next.ip)?.push(await http.send(base, method, path, headers, body))
+      answers.get(next.ip)?.push(await http.send(bases[next.n % bases.length], method, path, headers, body))
     }
   }))
-  const result = { name, addresses, perAddress, answers, ms: Date.now() - started }
+  const result = { name, addresses, instances: bases.length, answers, ms: Date.now() - started }
   floods.push(result)
   return result
 }
@@ -270,9 +270,10 @@ t.test('unauthenticated floods: audit rows bounded, 429 past the limit', async (
   const before = await auditCount()
   const one = await flood('flood, one address', ['203.0.113.99'], 3000)
   const several = await flood('flood, 8 addresses', Array.from({ length: 8 }, (_, n) => `203.0.113.${110 + n}`), 500)
+  const spread = await flood('flood, one address, 2 instances', ['203.0.113.130'], 2000, [base, other.base])
   const duringFloods = await auditCount() - before
 
-  for (const { name, answers } of [one, several]) {
+  for (const { name, answers } of [one, several, spread]) {
     for (const [ip, mine] of answers) {
       const statuses = tally(mine)
       t.same([...statuses.keys()].sort(), ['401', '429'], `${name}, ${ip}: only 401 and 429 (${statusLine(statuses)})`)
@@ -282,14 +283,16 @@ t.test('unauthenticated floods: audit rows bounded, 429 past the limit', async (
   }
 
   // the summaries of the refusals counted so far are written at the latest when the server stops
-  const exitedAt = Date.now()
-  server.child.kill('SIGTERM')
-  const exit = await server.exited
-  t.equal(exit.code, 0, `the server drained and exited 0 (in ${Date.now() - exitedAt} ms), writing its flood summaries`)
+  for (const instance of [server, other.server]) {
+    const exitedAt = Date.now()
+    instance.child.kill('SIGTERM')
+    const exit = await instance.exited
+    t.equal(exit.code, 0, `the server drained and exited 0 (in ${Date.now() - exitedAt} ms), writing its flood summaries`)
+  }
   const after = await auditCount() - before
 
   let totalBound = 0
-  for (const { name, addresses, answers, ms } of [one, several]) {
+  for (const { name, addresses, instances, answers, ms } of [one, several, spread]) {
     let rows = 0
     let bound = 0
     let summaries = 0
@@ -306,10 +309,10 @@ t.test('unauthenticated floods: audit rows bounded, 429 past the limit', async (
       const countedIn = full.length + summary.reduce((total, event) => total + (event.suppressed ?? 0), 0)
       t.equal(events.filter((event) => event.action === 'auth.failed').length, failed, `${ip}: one auth.failed row per 401`)
       t.equal(countedIn, refused, `${ip}: every one of the ${refused} refusals is in a row (${full.length} in full) or a summary's count (${summary.length} summaries)`)
-      // per window: the failures up to the limit, then the first refusal in full and one summary per
-      // flush of the ledger (once a minute and once at shutdown)
+      // per window: the failures up to the limit (counted in Redis, shared), then on each instance
+      // the first refusal in full and one summary per flush of its ledger (once a minute and at shutdown)
       const flushes = 2 + Math.floor(ms / 60_000)
-      bound += BEARER_LIMIT * (1 + Math.floor(ms / 60_000)) + 2 * flushes
+      bound += BEARER_LIMIT * (1 + Math.floor(ms / 60_000)) + 2 * flushes * instances
       rows += events.length
       summaries += summary.length
       suppressed += summary.reduce((total, event) => total + (event.suppressed ?? 0), 0)

@@ -15,8 +15,8 @@ import { addresses, claimsOf, createHttp, statusLine, type Answer } from './http
  *
  * 1. A change to a client racing a stream of its token requests while the argon2 queue is busy
  *    (wrong secrets from many addresses keep it full, so a token request waits there for a second
- *    or more after its client was read): suspension, credential revocation, credential rotation and
- *    scope narrowing (PATCH capabilities). The stream is sent from a fresh address every few tens of
+ *    or more after its client was read): suspension, decommissioning, credential revocation,
+ *    credential rotation and scope narrowing (PATCH capabilities). The stream is sent from a fresh address every few tens of
  *    milliseconds; the change is made once the first token of the stream has come back, i.e. while
  *    the requests sent in the second before wait in the argon2 queue with the client as it was.
  *    Afterwards every token obtained is judged: introspected, tried on the management API, and
@@ -120,9 +120,9 @@ async function busyArgon2 (servers: SpawnedServer[], loops: number): Promise<{ s
   return { stop: async () => { running = false; await all }, answered: () => answered }
 }
 
-type Kind = 'suspension' | 'revocation' | 'rotation' | 'narrowing'
+type Kind = 'suspension' | 'decommissioning' | 'revocation' | 'rotation' | 'narrowing'
 const CHANGE_ACTION: Record<Kind, string> = {
-  suspension: 'agent.suspended', revocation: 'credential.revoked', rotation: 'credential.rotated', narrowing: 'agent.updated'
+  suspension: 'agent.suspended', decommissioning: 'agent.decommissioned', revocation: 'credential.revoked', rotation: 'credential.rotated', narrowing: 'agent.updated'
 }
 
 interface Attempt { secret: 'old' | 'new', sentAt: number, answer?: Answer, error?: string }
@@ -135,6 +135,8 @@ async function changeClient (kind: Kind, base: string, victim: Victim): Promise<
   switch (kind) {
     case 'suspension':
       return { answer: await http.send(base, 'PATCH', `/api/v1/agents/${agentId}`, { ...adminBearer, ...JSON_TYPE }, JSON.stringify({ status: 'suspended' })) }
+    case 'decommissioning':
+      return { answer: await http.send(base, 'DELETE', `/api/v1/agents/${agentId}`, adminBearer) }
     case 'revocation':
       return { answer: await http.send(base, 'DELETE', `/api/v1/agents/${agentId}/credentials/${credentialId}`, adminBearer) }
     case 'rotation': {
@@ -238,6 +240,7 @@ async function race (t: Test, kind: Kind, servers: SpawnedServer[]): Promise<voi
     const sentAfterAnswer = attempt.sentAt > changeAnsweredAt
     switch (kind) {
       case 'suspension':
+      case 'decommissioning':
       case 'revocation':
         if (issuedAfter) lost.push(`${label}: issued ${row.committed}, after the ${kind} committed ${change}`)
         if (state.active) lost.push(`${label}: introspection says active after the ${kind}`)
@@ -283,7 +286,7 @@ async function race (t: Test, kind: Kind, servers: SpawnedServer[]): Promise<voi
   races.push({ kind, instances: servers.length, tokens: obtained.length, refusedAtWrite: atWrite, sentBeforeChange, lost })
 }
 
-const KINDS: Kind[] = ['suspension', 'revocation', 'rotation', 'narrowing']
+const KINDS: Kind[] = ['suspension', 'decommissioning', 'revocation', 'rotation', 'narrowing']
 
 t.test('one instance: each change races a token stream through a busy argon2 queue', async (t) => {
   for (const kind of KINDS) await t.test(kind, (t) => race(t, kind, [first]))
