@@ -29,6 +29,7 @@ import { RequestLogController, loggerOptions } from './lib/logger.js'
 import { validatorCompiler } from './lib/validation.js'
 import { sanitizeForwardedFor } from './lib/forwarded.js'
 import { illFormedStringPath } from './lib/unicode.js'
+import { utf8Text } from './lib/utf8.js'
 import { OAuthError, validationError } from './lib/errors.js'
 
 /** Requests larger than this are refused with 413 before they are parsed. */
@@ -91,6 +92,14 @@ export async function buildApp ({ config, logStream }: BuildOptions): Promise<Fa
 
   // only JSON (and, on the OAuth routes, forms) is accepted; text/plain would reach validation as a string
   app.removeContentTypeParser('text/plain')
+  // JSON bodies: Fastify's own parser (prototype-poisoning checks included), on bytes that are UTF-8
+  const parseJson = app.getDefaultJsonParser('error', 'error')
+  app.removeContentTypeParser('application/json')
+  app.addContentTypeParser('application/json', { parseAs: 'buffer' }, function parseUtf8Json (request, body, done) {
+    const text = utf8Text(body as Buffer)
+    if (text === null) return done(validationError('the body is not UTF-8', [{ field: 'body', message: 'must be encoded as UTF-8' }]), undefined)
+    parseJson(request, text, done)
+  })
   app.addHook('onRequest', function echoRequestId (request, reply, done) {
     reply.header('x-request-id', request.id)
     done()

@@ -80,3 +80,26 @@ t.test('SIGTERM: a request on an accepted connection is served, a stalled one is
   t.notOk(await isListening(port), 'new connections are refused')
   t.notMatch(server.stderr, /shutdown (failed|did not finish)/)
 })
+
+t.test('requests Node cannot parse get problem+json 400/431, and even at LOG_LEVEL=trace no raw request bytes or Authorization value reach the log', async (t) => {
+  const { server, port } = await startServer(t, { LOG_LEVEL: 'trace' })
+  const secret = 'S3cr3t-in-a-malformed-request-0123456789'
+  const authorization = `Basic ${Buffer.from(`agent:${secret}`).toString('base64')}`
+  // a space in the header name is a parse error: Node hands the raw bytes to its clientError handler
+  const malformed = rawConnection(port, `POST /api/v1/token HTTP/1.1\r\nHost: idp.test\r\nAuthorization: ${authorization}\r\nBad Header: x\r\n\r\n`)
+  const oversized = rawConnection(port, `GET /health/live HTTP/1.1\r\nHost: idp.test\r\nAuthorization: ${authorization}\r\nX-Padding: ${'a'.repeat(20_000)}\r\n\r\n`)
+  await Promise.all([malformed.closed, oversized.closed])
+
+  t.match(malformed.received(), /^HTTP\/1\.1 400 /, 'a 400 status line')
+  t.match(oversized.received(), /^HTTP\/1\.1 431 /, 'a 431 status line')
+  for (const answer of [malformed.received(), oversized.received()]) {
+    t.match(answer, /content-type: application\/problem\+json/i, 'a problem+json body')
+    t.match(answer, /"code":"VALIDATION_ERROR"/)
+  }
+  // the log is read after the server has seen both requests: a live probe is logged after them
+  await waitFor('the trace log of the requests', () => /client error/.test(server.stdout), 20_000, 50)
+  t.notMatch(server.stdout, /rawPacket/, 'no raw request bytes in the log')
+  for (const value of [secret, authorization, authorization.slice('Basic '.length)]) {
+    t.notOk(server.stdout.includes(value) || server.stderr.includes(value), 'the Authorization value appears in no log line')
+  }
+})

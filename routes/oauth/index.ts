@@ -1,7 +1,8 @@
-import formbody from '@fastify/formbody'
+import { parse as parseForm } from 'fast-querystring'
 import type { FastifyPluginAsync, FastifyReply, FastifyRequest } from 'fastify'
 import { OAuthError } from '../../lib/errors.js'
 import { repeatedTopLevelNames } from '../../lib/json-keys.js'
+import { utf8Text } from '../../lib/utf8.js'
 import token from './token.js'
 import introspect from './introspect.js'
 import revoke from './revoke.js'
@@ -19,16 +20,28 @@ function refuseRepeatedParameters (request: FastifyRequest, _reply: FastifyReply
   done(repeated.length > 0 ? new OAuthError(400, 'invalid_request', `parameter repeated: ${repeated.join(', ')}`) : undefined)
 }
 
+/** Bytes that are not UTF-8 would be decoded with replacement characters: refused instead (lib/utf8.ts). */
+function notUtf8 (): OAuthError {
+  return new OAuthError(400, 'invalid_request', 'the body is not UTF-8')
+}
+
 const oauth: FastifyPluginAsync = async function oauthRoutes (app) {
-  await app.register(formbody)
+  // forms: fast-querystring (what @fastify/formbody runs) on bytes that are UTF-8; a repeated name becomes an array
+  app.addContentTypeParser('application/x-www-form-urlencoded', { parseAs: 'buffer' }, function parseOAuthForm (_request, body, done) {
+    const text = utf8Text(body as Buffer)
+    if (text === null) return done(notUtf8(), undefined)
+    done(null, parseForm(text))
+  })
   app.addHook('preValidation', refuseRepeatedParameters)
   // JSON bodies here: Fastify's own parser (prototype-poisoning checks included), after a look for repeated names
   const parseJson = app.getDefaultJsonParser('error', 'error')
   app.removeContentTypeParser('application/json')
-  app.addContentTypeParser('application/json', { parseAs: 'string' }, function parseOAuthJson (request, body, done) {
-    const repeated = repeatedTopLevelNames(body as string)
+  app.addContentTypeParser('application/json', { parseAs: 'buffer' }, function parseOAuthJson (request, body, done) {
+    const text = utf8Text(body as Buffer)
+    if (text === null) return done(notUtf8(), undefined)
+    const repeated = repeatedTopLevelNames(text)
     if (repeated.length > 0) return done(new OAuthError(400, 'invalid_request', `parameter repeated: ${repeated.join(', ')}`), undefined)
-    parseJson(request, body as string, done)
+    parseJson(request, text, done)
   })
   await app.register(token)
   await app.register(introspect)

@@ -524,13 +524,14 @@ fixed('POST /api/v1/agents', 'lone surrogate, escaped in JSON', { url: AGENTS, h
 const [ownerBefore, ownerAfter] = agentBodyText('').split('"owner":"fuzz"')
 fixed('POST /api/v1/agents', 'lone surrogate, raw bytes in JSON (CESU-8, not UTF-8)', {
   url: AGENTS, headers: { ...asAdmin, ...JSON_TYPE }, payload: Buffer.concat([Buffer.from(`${ownerBefore}"owner":"x`), Buffer.from([0xed, 0xa0, 0x80]), Buffer.from(`"${ownerAfter}`)])
-}, (res) => res.statusCode === 201 && !res.json<{ owner: string }>().owner.isWellFormed() ? 'stored an ill-formed owner' : undefined)
+}, refused)
+fixed('POST /api/v1/token', 'raw bytes that are not UTF-8 in a form body', { url: '/api/v1/token', headers: FORM_TYPE, payload: Buffer.concat([Buffer.from(`grant_type=client_credentials&client_id=${admin.clientId}&client_secret=${encodeURIComponent(admin.clientSecret)}&resource=https://rs.example/`), Buffer.from([0xe9])]) }, oauthError(400, 'invalid_request'))
 fixed('PATCH /api/v1/agents/{agentId}', 'lone low surrogate in an update', { url: `${AGENTS}/${victim.clientId}`, headers: { ...asAdmin, ...JSON_TYPE }, payload: '{"owner":"\\udfff"}' }, refused)
 fixed('POST /api/v1/token', 'lone surrogate, percent-encoded in a form', { url: '/api/v1/token', headers: FORM_TYPE, payload: `grant_type=client_credentials&client_id=${admin.clientId}&client_secret=${encodeURIComponent(admin.clientSecret)}&scope=%ED%A0%80` }, refused)
 fixed('POST /api/v1/token', 'lone surrogate in a JSON secret', { url: '/api/v1/token', headers: JSON_TYPE, payload: `{"grant_type":"client_credentials","client_id":"${admin.clientId}","client_secret":"sk_live_\\ud800"}` }, refused)
 fixed('POST /api/v1/token/introspect', 'lone surrogate as the token', { url: '/api/v1/token/introspect', headers: { ...asAdmin, ...JSON_TYPE }, payload: '{"token":"\\ud800"}' })
 fixed('GET /api/v1/agents', 'lone surrogate in a query', { url: `${AGENTS}?owner=%ED%A0%80` }, refused)
-// percent-encoded bytes that are not UTF-8 are decoded to U+FFFD (well-formed): a filter that matches nothing
+// percent-encoded bytes that are not UTF-8 stay the literal text `%ED%A0%80` (well-formed): a filter that matches nothing
 fixed('GET /api/v1/agents', 'lone surrogate in a query (admin)', { url: `${AGENTS}?owner=%ED%A0%80`, headers: asAdmin })
 fixed('GET /api/v1/agents/{agentId}', 'lone surrogate in a path', { url: `${AGENTS}/%ED%A0%80`, headers: asAdmin }, refused)
 // NUL bytes

@@ -24,8 +24,12 @@ import { quantile, recordFigures, slope, spawnServer } from './support.js'
 const SECONDS = Number(process.env.RESILIENCE_SOAK_SECONDS ?? 30)
 const RATE = Number(process.env.RESILIENCE_SOAK_RPS ?? 40)
 const MAX_IN_FLIGHT = 64
-// a short run still sees warm-up in its slope; only a long one can bound a slow leak tightly
-const SLOPE_BOUND_MB_PER_MIN = SECONDS >= 180 ? 15 : 60
+// A short run's slope is mostly the heap growing to its working size (V8 grows it in steps and
+// gives memory back only at a major GC): 30 s runs measured from 20 to 79 MB/min with no leak. So
+// the slope is judged from 120 s on (a leak then dominates it), and always reported; the floor
+// below, which a leak raises and the sawtooth does not, is judged in every run.
+const SLOPE_JUDGED = SECONDS >= 120
+const SLOPE_BOUND_MB_PER_MIN = SECONDS >= 180 ? 15 : 30
 const FLOOR_BOUND_MB = SECONDS >= 180 ? 32 : 64
 
 await ensureBuild()
@@ -228,7 +232,8 @@ t.test('figures within bounds', async (t) => {
   const rssStart = samples[0]?.rssMb ?? 0
   const rssEnd = samples.at(-1)?.rssMb ?? 0
   t.comment(`RSS ${rssStart.toFixed(1)} → ${rssEnd.toFixed(1)} MB (peak ${Math.max(...samples.map((sample) => sample.rssMb)).toFixed(1)}), slope ${rssSlope.toFixed(2)} MB/min over ${steady.length} samples`)
-  t.ok(rssSlope < SLOPE_BOUND_MB_PER_MIN, `RSS slope ${rssSlope.toFixed(2)} MB/min < ${SLOPE_BOUND_MB_PER_MIN} MB/min`)
+  if (SLOPE_JUDGED) t.ok(rssSlope < SLOPE_BOUND_MB_PER_MIN, `RSS slope ${rssSlope.toFixed(2)} MB/min < ${SLOPE_BOUND_MB_PER_MIN} MB/min`)
+  else t.comment(`RSS slope reported, not judged: ${SECONDS} s is mostly warm-up (judged from 120 s; the floor is judged below)`)
   t.ok(rssEnd < 512, `RSS at the end ${rssEnd.toFixed(0)} MB < 512 MB`)
   // V8 lets the heap grow and gives memory back at a major GC: RSS is a sawtooth whose slope
   // depends on where the run ends in it. Its floor (the lowest sample of each half) is what a leak raises.
@@ -289,7 +294,7 @@ t.teardown(() => {
     skipped,
     racesLost: missingAudit,
     verdicts: {
-      'RSS slope': `${rssSlope.toFixed(2)} MB/min (bound ${SLOPE_BOUND_MB_PER_MIN}) over ${SECONDS} s at ${achievedRate.toFixed(0)}/s (${samples[0]?.rssMb.toFixed(0)} → ${samples.at(-1)?.rssMb.toFixed(0)} MB)`,
+      'RSS slope': `${rssSlope.toFixed(2)} MB/min (${SLOPE_JUDGED ? `bound ${SLOPE_BOUND_MB_PER_MIN}` : 'reported; judged from 120 s'}) over ${SECONDS} s at ${achievedRate.toFixed(0)}/s (${samples[0]?.rssMb.toFixed(0)} → ${samples.at(-1)?.rssMb.toFixed(0)} MB)`,
       'RSS floor': `${rssFloor.first.toFixed(0)} → ${rssFloor.last.toFixed(0)} MB (first half → last half, bound +${FLOOR_BOUND_MB})`,
       'open fds': `${startFds} before, ${endFds} after`,
       'p99 drift': `${drift.first.toFixed(1)} → ${drift.last.toFixed(1)} ms (×${(drift.last / drift.first).toFixed(2)})${machineLoad > 2 * availableParallelism() ? `, not judged (load average ${machineLoad.toFixed(1)})` : ''}`,

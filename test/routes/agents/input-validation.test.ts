@@ -249,3 +249,23 @@ t.test('a 10 KB Authorization header is a 401, not a 5xx', async (t) => {
   const res = await app.inject({ method: 'GET', url: AGENTS, headers: { authorization: `Bearer ${KB10}` } })
   assertProblem(t, res, 401, 'UNAUTHORIZED')
 })
+
+t.test('a JSON body whose bytes are not UTF-8 is a 400 and nothing is created or changed, where it used to be stored with U+FFFD in place of the bad bytes', async (t) => {
+  const before = await countAllAgents()
+  const [head, tail] = JSON.stringify(agentBody({ owner: 'MARK' })).split('MARK')
+  const withBytes = (bytes: number[]) => Buffer.concat([Buffer.from(`${head}x`), Buffer.from(bytes), Buffer.from(tail)])
+  // Latin-1 é, a CESU-8 lone surrogate (U+D800), a truncated sequence
+  for (const bytes of [[0xe9], [0xed, 0xa0, 0x80], [0xe2, 0x82]]) {
+    const res = await app.inject({ method: 'POST', url: AGENTS, headers: json, payload: withBytes(bytes) })
+    assertValidationError(t, res, 'body')
+    t.match(res.json().detail, /UTF-8/)
+  }
+  t.equal(await countAllAgents(), before, 'nothing created')
+  const { agent } = await seedAgent(app)
+  const patched = await app.inject({ method: 'PATCH', url: agentUrl(agent.agentId), headers: json, payload: Buffer.concat([Buffer.from('{"owner":"x'), Buffer.from([0xff]), Buffer.from('"}')]) })
+  assertValidationError(t, patched, 'body')
+  t.equal((await agentRow(app, agent.agentId))?.owner, agent.owner, 'the owner is unchanged')
+  // the same text sent as UTF-8 is accepted: the refusal is about the bytes, not the characters
+  const valid = await app.inject({ method: 'POST', url: AGENTS, headers: json, payload: Buffer.from(JSON.stringify(agentBody({ owner: 'équipe' })), 'utf8') })
+  t.equal(valid.statusCode, 201)
+})

@@ -82,6 +82,20 @@ t.test('a JSON body naming a parameter twice is invalid_request, like a repeated
   }
 })
 
+t.test('a token request whose bytes are not UTF-8 (form or JSON) is invalid_request and issues nothing, instead of being read with U+FFFD in place of the bad bytes', async (t) => {
+  const before = (await auditRows(app, 'token.issued', { agentId: client.agentId })).length
+  const headers = { authorization: basic(client.agentId, client.secret) }
+  const cases: Array<[string, Buffer]> = [
+    ['application/x-www-form-urlencoded', Buffer.concat([Buffer.from('grant_type=client_credentials&resource=https://rs.example/'), Buffer.from([0xe9])])],
+    ['application/json', Buffer.concat([Buffer.from('{"grant_type":"client_credentials","resource":"https://rs.example/'), Buffer.from([0xed, 0xa0, 0x80]), Buffer.from('"}')])]
+  ]
+  for (const [type, payload] of cases) {
+    const body = assertOAuthError(t, await app.inject({ method: 'POST', url: TOKEN, headers: { ...headers, 'content-type': type }, payload }), 400, 'invalid_request')
+    t.match(body.error_description, /not UTF-8/, type)
+  }
+  t.equal((await auditRows(app, 'token.issued', { agentId: client.agentId })).length, before, 'no token issued')
+})
+
 t.test('a JSON body with a lone surrogate is invalid_request for its sender alone (issue 11, defect 2)', async (t) => {
   const response = await app.inject({
     method: 'POST',
