@@ -281,6 +281,8 @@ async function race (t: Test, kind: Kind, servers: SpawnedServer[]): Promise<voi
   const atWrite = await refusedAtWrite(victim.agentId)
   t.comment(`${kind}, ${servers.length} instance(s): ${attempts.length} requests (${statusLine(byStatus)}), ${sentBeforeChange} waiting at the change, ` +
     `${obtained.length} tokens, ${atWrite} refused at the issuance write, load ${load.answered()} wrong secrets`)
+  // otherwise the stream never raced the change and the verdict would prove nothing
+  t.ok(atWrite > 0, `the race was run: ${atWrite} requests that read the client before the ${kind} reached the issuance write after it`)
   t.same(lost, [], `no token outlives or postdates the ${kind}`)
   racesLost += lost.length
   races.push({ kind, instances: servers.length, tokens: obtained.length, refusedAtWrite: atWrite, sentBeforeChange, lost })
