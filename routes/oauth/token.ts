@@ -60,6 +60,15 @@ const token: FastifyPluginAsyncTypebox = async function tokenRoute (app) {
   }
 
   /**
+   * A refusal a client repeats for as long as it keeps asking (past its rate, its quota spent): the
+   * first from an address written as `refusal` writes it, the next ones counted into a summary
+   * (plugins/audit.ts), so a client in a retry loop can't fill the audit log.
+   */
+  async function limitBreached (request: FastifyRequest, client: AuthenticatedClient, reason: string): Promise<void> {
+    await app.audit.limitBreached(request, { agentId: client.agentId, reason, details: { actorId: client.agentId } })
+  }
+
+  /**
    * The grant first (RFC 6749 §5.2): a request for a grant this server does not do is
    * unsupported_grant_type, whatever parameters that grant carries (username, password, code, …),
    * before the body's schema would call them unknown.
@@ -90,6 +99,15 @@ const token: FastifyPluginAsyncTypebox = async function tokenRoute (app) {
       throw new OAuthError(400, 'unsupported_grant_type', 'only the client_credentials grant is supported')
     }
     const client = await app.clientAuth.authenticate(request, body)
+    // every token request of the client counts, refused ones too: past the limit, even a request
+    // that would be refused for its scope costs no audit row of its own
+    if (tokenRequestsPerClient !== null) {
+      const window = await tokenRequestsPerClient(request)
+      if (!window.isAllowed && window.isExceeded) {
+        await limitBreached(request, client, 'rate_limited')
+        throw new RateLimitError(Math.max(1, window.ttlInSeconds), 'rate_limited', 'too many token requests for this client; retry later')
+      }
+    }
     const { scopes, ungranted } = requestedScopes(body.scope, client.capabilities)
     if (ungranted.length > 0) {
       // asking for more than the capabilities is an escalation attempt: refused and audited
@@ -97,14 +115,6 @@ const token: FastifyPluginAsyncTypebox = async function tokenRoute (app) {
       throw new OAuthError(400, 'invalid_scope', `scope not granted to this client: ${ungranted.join(' ')}`)
     }
     const audience = audienceFor(body.resource, issuer)
-
-    if (tokenRequestsPerClient !== null) {
-      const window = await tokenRequestsPerClient(request)
-      if (!window.isAllowed && window.isExceeded) {
-        await refusal(request, client, 'rate_limited')
-        throw new RateLimitError(Math.max(1, window.ttlInSeconds), 'rate_limited', 'too many token requests for this client; retry later')
-      }
-    }
 
     const iat = issueSecond(Date.now(), client.validAfterMs)
     const jti = newTokenId(client.credentialId)
@@ -120,11 +130,11 @@ const token: FastifyPluginAsyncTypebox = async function tokenRoute (app) {
           agentId: client.agentId,
           metadata: { actorId: client.agentId, jti, credentialId: client.credentialId, scope, audience, expiresAt: iat + ttl, authMethod: client.method }
         }),
-        basis: { credentialId: client.credentialId, secretHash: client.secretHash, validAfterMs: client.validAfterMs }
+        basis: { credentialId: client.credentialId, secretHash: client.secretHash, validAfterMs: client.validAfterMs, scopes }
       })
     ])
     if (outcome === 'over_quota') {
-      await refusal(request, client, 'quota_exceeded')
+      await limitBreached(request, client, 'quota_exceeded')
       throw new RateLimitError(secondsUntilNextMonth(), 'quota_exceeded', 'the monthly token quota of this client is exhausted')
     }
     if (outcome === 'stale') {
@@ -132,6 +142,12 @@ const token: FastifyPluginAsyncTypebox = async function tokenRoute (app) {
       await app.audit.authFailed(request, { claimedAgentId: client.agentId, reason: 'client_changed_during_issuance', method: 'client_credentials' })
       throw new OAuthError(401, 'invalid_client', 'client authentication failed',
         client.method === 'client_secret_basic' ? { 'www-authenticate': 'Basic realm="agentidp", charset="UTF-8"' } : {})
+    }
+    if (outcome === 'narrowed') {
+      // capabilities narrowed between authentication and the durable write: the token would carry a
+      // scope the agent no longer has, so none leaves; asked again, the client gets what it has now
+      await refusal(request, client, 'capabilities_changed_during_issuance', { requestedScopes: scopes })
+      throw new OAuthError(400, 'invalid_scope', 'the client\'s capabilities changed while the token was being issued; ask again')
     }
     for (const granted of scopes) app.metrics?.tokensIssued(granted)
     reply.headers({ 'cache-control': 'no-store', pragma: 'no-cache' })
