@@ -70,7 +70,8 @@ function headersOf (status: string, isOAuth: boolean): string[] {
   return names
 }
 
-const HEADER_NAMES: Record<string, string> = {
+/** The header each of RESPONSE_HEADERS is. */
+export const HEADER_NAMES: Record<string, string> = {
   RequestId: 'x-request-id', RetryAfter: 'Retry-After', WwwAuthenticate: 'WWW-Authenticate', WwwAuthenticateScope: 'WWW-Authenticate'
 }
 
