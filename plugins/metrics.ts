@@ -113,7 +113,16 @@ export default fp(async function metricsPlugin (app: FastifyInstance) {
         'When METRICS_TOKEN is set, requires `Authorization: Bearer <METRICS_TOKEN>`.',
       security: token === undefined ? [] : [{ metricsToken: [] }],
       response: {
-        200: { description: 'Prometheus text format 0.0.4', content: { 'text/plain': { schema: Type.String() } } },
+        200: {
+          description: 'Prometheus text format 0.0.4',
+          content: {
+            'text/plain': {
+              schema: Type.String(),
+              example: '# HELP agentidp_http_requests_total HTTP requests answered\n# TYPE agentidp_http_requests_total counter\n' +
+                'agentidp_http_requests_total{method="POST",route="/api/v1/token",status_code="200"} 1234\n'
+            }
+          }
+        },
         // declared whether or not METRICS_TOKEN is set: the document's shape does not depend on a secret
         ...problemResponses({ 401: ['UNAUTHORIZED'], 503: ['SERVICE_UNAVAILABLE'] })
       }

@@ -1,9 +1,9 @@
 import { readFileSync } from 'node:fs'
 import { join } from 'node:path'
 import fp from 'fastify-plugin'
-import fastifySwagger from '@fastify/swagger'
+import fastifySwagger, { type SwaggerTransform } from '@fastify/swagger'
 import fastifySwaggerUi from '@fastify/swagger-ui'
-import type { FastifyInstance, FastifySchema, RouteOptions } from 'fastify'
+import type { FastifyInstance } from 'fastify'
 import { projectRoot } from '../lib/paths.js'
 import { finishDocument } from '../lib/openapi.js'
 
@@ -41,7 +41,7 @@ function packageVersion (): string {
 function securitySchemes (base: string, platformScopes: readonly string[], metricsToken: boolean) {
   return {
     oauth2: {
-      type: 'oauth2',
+      type: 'oauth2' as const,
       description: 'OAuth 2.0 client credentials: client_id is the agentId, client_secret a secret of one of its credentials. Leave every scope unticked to get all of the client\'s capabilities.',
       flows: {
         clientCredentials: {
@@ -50,9 +50,9 @@ function securitySchemes (base: string, platformScopes: readonly string[], metri
         }
       }
     },
-    bearerAuth: { type: 'http', scheme: 'bearer', bearerFormat: 'JWT', description: 'An access token obtained from POST /api/v1/token' },
-    clientSecretBasic: { type: 'http', scheme: 'basic', description: 'RFC 6749 §2.3.1: the agentId as user name, the client secret as password' },
-    ...(metricsToken ? { metricsToken: { type: 'http', scheme: 'bearer', description: 'The server\'s METRICS_TOKEN' } } : {})
+    bearerAuth: { type: 'http' as const, scheme: 'bearer', bearerFormat: 'JWT', description: 'An access token obtained from POST /api/v1/token' },
+    clientSecretBasic: { type: 'http' as const, scheme: 'basic', description: 'RFC 6749 §2.3.1: the agentId as user name, the client secret as password' },
+    ...(metricsToken ? { metricsToken: { type: 'http' as const, scheme: 'bearer', description: 'The server\'s METRICS_TOKEN' } } : {})
   }
 }
 
@@ -77,14 +77,12 @@ export default fp(async function swaggerPlugin (app: FastifyInstance) {
   const optionalBodies = new Set<string>()
 
   /** Per route, before the operation is built: its security requirement, from the policy when it names an action. */
-  function operationSecurity ({ schema, url, route }: { schema: FastifySchema, url: string, route: RouteOptions }) {
+  const operationSecurity: SwaggerTransform = function operationSecurity ({ schema, url, route }) {
     if (schema === undefined || schema === null) return { schema, url }
-    const operationId = (schema as { operationId?: string }).operationId
-    if (route.config?.optionalBody === true && operationId !== undefined) optionalBodies.add(operationId)
+    if (route.config?.optionalBody === true && schema.operationId !== undefined) optionalBodies.add(schema.operationId)
     const action = route.config?.policy
     const scope = action === undefined ? undefined : app.policy.scopeOf(action)
-    const declared = (schema as { security?: unknown[] }).security
-    const security = scope !== undefined ? [{ oauth2: [scope] }, { bearerAuth: [] }] : declared ?? []
+    const security = scope !== undefined ? [{ oauth2: [scope] }, { bearerAuth: [] }] : schema.security ?? []
     return { schema: { ...schema, security }, url }
   }
 
@@ -107,13 +105,13 @@ export default fp(async function swaggerPlugin (app: FastifyInstance) {
         { name: 'audit', description: 'Audit trail' },
         { name: 'operations', description: 'Health, metrics and documentation' }
       ],
-      components: { securitySchemes: securitySchemes(base, app.policy.platformScopes, app.config.METRICS_TOKEN !== undefined) as never }
+      components: { securitySchemes: securitySchemes(base, app.policy.platformScopes, app.config.METRICS_TOKEN !== undefined) }
     },
     // a named schema keeps its $id as its name in components.schemas (the default would be def-N)
     refResolver: {
       buildLocalReference: (json, _baseUri, _fragment, i) => typeof json.$id === 'string' ? json.$id : `def-${i}`
     },
-    transform: operationSecurity as never,
+    transform: operationSecurity,
     transformObject: (generated) => finishDocument((generated as { openapiObject: Record<string, any> }).openapiObject, { optionalBodies }) as never,
     hideUntagged: false
   })
