@@ -101,7 +101,7 @@ export interface FinishOptions {
   optionalBodies: ReadonlySet<string>
 }
 
-/** Headers by status, examples next to each use, optional bodies, Node's 408 and 431: the document, changed in place and returned. */
+/** Headers by status, examples next to each use, optional bodies and defaulted parameters, Node's 408 and 431: the document, changed in place and returned. */
 export function finishDocument (document: Json, options: FinishOptions): Json {
   document.components = {
     ...document.components,
@@ -110,6 +110,10 @@ export function finishDocument (document: Json, options: FinishOptions): Json {
   }
   for (const operation of operationsOf(document)) {
     const isOAuth = (operation.tags ?? []).includes('oauth')
+    for (const parameter of (operation.parameters ?? []) as Json[]) {
+      // a parameter with a default may be left out: the server fills it in (limit: 20)
+      if (parameter.in === 'query' && parameter.schema?.default !== undefined) parameter.required = false
+    }
     if (operation.requestBody !== undefined) {
       if (options.optionalBodies.has(operation.operationId)) operation.requestBody.required = false
       addExamples(document, operation.requestBody.content)

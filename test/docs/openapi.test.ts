@@ -106,6 +106,8 @@ t.test('named schemas, real media types, codes, headers, security and examples (
   t.same(find('post /api/v1/agents/{agentId}/credentials').requestBody.required, false, 'generate: the body may be left out')
   t.same(find('post /api/v1/agents/{agentId}/credentials/{credentialId}/rotate').requestBody.required, false, 'rotate: the body may be left out')
   t.same(find('post /api/v1/agents').requestBody.required, true, 'registration: a body is required')
+  const limit = (find('get /api/v1/agents').parameters as Json[]).find((parameter) => parameter.name === 'limit') as Json
+  t.same([limit.required, limit.schema.default], [false, 20], 'limit may be left out: it has a default')
   t.same(find('post /api/v1/agents/{agentId}/credentials/{credentialId}/rotate').responses['409'].content['application/problem+json'].schema.allOf[1].properties.code.enum,
     ['AGENT_ALREADY_DECOMMISSIONED', 'CREDENTIAL_ALREADY_REVOKED', 'CONFLICT'], 'rotate: its 409 codes')
   t.same(find('post /api/v1/token').requestBody.content['application/json'].example, { grant_type: 'client_credentials' },
