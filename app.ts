@@ -27,6 +27,7 @@ import oauthRoutes from './routes/oauth/index.js'
 import auditRoutes from './routes/audit/index.js'
 import { RequestLogController, loggerOptions } from './lib/logger.js'
 import { validatorCompiler } from './lib/validation.js'
+import { COMPONENT_SCHEMAS } from './schemas/components.js'
 import { sanitizeForwardedFor } from './lib/forwarded.js'
 import { illFormedStringPath } from './lib/unicode.js'
 import { utf8Text } from './lib/utf8.js'
@@ -88,7 +89,10 @@ export async function buildApp ({ config, logStream }: BuildOptions): Promise<Fa
     clientErrorHandler
   }).withTypeProvider<TypeBoxTypeProvider>()
 
-  app.setValidatorCompiler(validatorCompiler())
+  // the named schemas, once: routes reference them ($ref), the validator, the serializer and the
+  // OpenAPI document (components.schemas) resolve them
+  for (const schema of COMPONENT_SCHEMAS) app.addSchema(schema)
+  app.setValidatorCompiler(validatorCompiler(COMPONENT_SCHEMAS))
 
   // only JSON (and, on the OAuth routes, forms) is accepted; text/plain would reach validation as a string
   app.removeContentTypeParser('text/plain')

@@ -4,14 +4,30 @@
  * it imports nothing of the project, so every layer can throw these.
  */
 
-export type ProblemCode =
-  | 'VALIDATION_ERROR' | 'UNAUTHORIZED' | 'FORBIDDEN' | 'NOT_FOUND'
-  | 'AGENT_NOT_FOUND' | 'CREDENTIAL_NOT_FOUND' | 'AUDIT_EVENT_NOT_FOUND'
-  | 'AGENT_ALREADY_EXISTS' | 'AGENT_ALREADY_DECOMMISSIONED' | 'CREDENTIAL_ALREADY_REVOKED'
-  | 'RATE_LIMIT_EXCEEDED' | 'FREE_TIER_LIMIT_EXCEEDED' | 'CONFLICT'
-  | 'SERVICE_UNAVAILABLE' | 'INTERNAL_ERROR'
+/** Every `code` a problem can carry: a list (not only a type) so that the OpenAPI document can enumerate it. */
+export const PROBLEM_CODES = [
+  'VALIDATION_ERROR', 'UNAUTHORIZED', 'FORBIDDEN', 'NOT_FOUND',
+  'AGENT_NOT_FOUND', 'CREDENTIAL_NOT_FOUND', 'AUDIT_EVENT_NOT_FOUND',
+  'AGENT_ALREADY_EXISTS', 'AGENT_ALREADY_DECOMMISSIONED', 'CREDENTIAL_ALREADY_REVOKED',
+  'RATE_LIMIT_EXCEEDED', 'FREE_TIER_LIMIT_EXCEEDED', 'CONFLICT',
+  'SERVICE_UNAVAILABLE', 'INTERNAL_ERROR'
+] as const
+export type ProblemCode = typeof PROBLEM_CODES[number]
 
 export interface FieldError { field: string, message: string }
+
+/** RFC 9110's reason phrase of each status an error can have: a problem's `title`. */
+export const STATUS_TITLES: Readonly<Record<number, string>> = {
+  400: 'Bad Request', 401: 'Unauthorized', 403: 'Forbidden', 404: 'Not Found', 405: 'Method Not Allowed',
+  408: 'Request Timeout', 409: 'Conflict', 413: 'Content Too Large', 415: 'Unsupported Media Type', 429: 'Too Many Requests',
+  431: 'Request Header Fields Too Large',
+  500: 'Internal Server Error', 503: 'Service Unavailable'
+}
+
+/** A problem's `type`: a URN naming its code (`AGENT_NOT_FOUND` → urn:agentidp:problem:agent-not-found). */
+export function problemType (code: string): string {
+  return `urn:agentidp:problem:${code.toLowerCase().replace(/_/g, '-')}`
+}
 
 export class ProblemError extends Error {
   constructor (
@@ -67,9 +83,12 @@ export class AccessDenied extends ProblemError {
   }
 }
 
-export type OAuthErrorCode =
-  | 'invalid_request' | 'invalid_client' | 'invalid_grant' | 'unauthorized_client' | 'unsupported_grant_type'
-  | 'invalid_scope' | 'invalid_target' | 'invalid_token' | 'rate_limited' | 'quota_exceeded' | 'temporarily_unavailable' | 'server_error'
+/** Every RFC 6749 §5.2 `error` the OAuth endpoints answer with (a list, for the OpenAPI document). */
+export const OAUTH_ERROR_CODES = [
+  'invalid_request', 'invalid_client', 'invalid_grant', 'unauthorized_client', 'unsupported_grant_type',
+  'invalid_scope', 'invalid_target', 'invalid_token', 'rate_limited', 'quota_exceeded', 'temporarily_unavailable', 'server_error'
+] as const
+export type OAuthErrorCode = typeof OAUTH_ERROR_CODES[number]
 
 /** An RFC 6749 §5.2 error. */
 export class OAuthError extends Error {

@@ -10,10 +10,12 @@ import type { FastifySchemaCompiler } from 'fastify'
  */
 const OPTIONS: AjvOptions = { removeAdditional: false, useDefaults: true, allErrors: false, addUsedSchema: false }
 
-function ajvWith (coerceTypes: AjvOptions['coerceTypes']): Ajv {
+function ajvWith (coerceTypes: AjvOptions['coerceTypes'], named: readonly object[]): Ajv {
   const ajv = new Ajv({ ...OPTIONS, coerceTypes })
   // ajv-formats is CommonJS: under NodeNext its callable export is the module's `default`
   ajvFormats.default(ajv)
+  // the named schemas (schemas/components.ts) that route schemas reference by `$ref`
+  for (const schema of named) ajv.addSchema(schema)
   return ajv
 }
 
@@ -41,9 +43,10 @@ function finiteNumbersOnly (validate: ValidateFunction): ValidateFunction {
   return checked
 }
 
-export function validatorCompiler (): FastifySchemaCompiler<unknown> {
-  const forBodies = ajvWith(false)
-  const forText = ajvWith('array')
+/** `named`: the schemas with an `$id` that route schemas may reference. */
+export function validatorCompiler (named: readonly object[] = []): FastifySchemaCompiler<unknown> {
+  const forBodies = ajvWith(false, named)
+  const forText = ajvWith('array', named)
   return function compileValidator ({ schema, httpPart }) {
     return httpPart === 'body' ? forBodies.compile(schema as object) : finiteNumbersOnly(forText.compile(schema as object))
   }

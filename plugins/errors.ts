@@ -3,7 +3,7 @@ import fp from 'fastify-plugin'
 import type { FastifyError, FastifyInstance, FastifyReply, FastifyRequest } from 'fastify'
 import { completeRequest, noteFailure } from '../lib/logger.js'
 import {
-  isDependencyFailure, OAuthError, OverloadedError, ProblemError, RateLimitError, validationError,
+  isDependencyFailure, OAuthError, OverloadedError, problemType, ProblemError, RateLimitError, STATUS_TITLES, validationError,
   type FieldError, type OAuthErrorCode, type ProblemCode
 } from '../lib/errors.js'
 
@@ -14,12 +14,7 @@ import {
  * they never build error JSON themselves. A 5xx never carries driver text or stacks.
  */
 
-const TITLES: Record<number, string> = {
-  400: 'Bad Request', 401: 'Unauthorized', 403: 'Forbidden', 404: 'Not Found', 405: 'Method Not Allowed',
-  408: 'Request Timeout', 409: 'Conflict', 413: 'Content Too Large', 415: 'Unsupported Media Type', 429: 'Too Many Requests',
-  431: 'Request Header Fields Too Large',
-  500: 'Internal Server Error', 503: 'Service Unavailable'
-}
+const TITLES = STATUS_TITLES
 
 interface Rendered { status: number, code: ProblemCode, detail: string, headers: Record<string, string>, errors?: FieldError[] }
 
@@ -119,7 +114,7 @@ async function errorHandler (this: FastifyInstance, error: FastifyError, request
 function problemReply (reply: FastifyReply, problem: Rendered) {
   reply.code(problem.status).headers(problem.headers).type('application/problem+json')
   return {
-    type: `urn:agentidp:problem:${problem.code.toLowerCase().replace(/_/g, '-')}`,
+    type: problemType(problem.code),
     title: TITLES[problem.status] ?? 'Error',
     status: problem.status,
     detail: problem.detail,

@@ -3,7 +3,7 @@ import fp from 'fastify-plugin'
 import { Counter, Histogram, Registry, collectDefaultMetrics } from 'prom-client'
 import { Type } from 'typebox'
 import type { FastifyInstance, FastifyReply, FastifyRequest } from 'fastify'
-import { Problem } from '../schemas/common.js'
+import { problemResponses } from '../schemas/responses.js'
 import { unauthorized } from '../lib/errors.js'
 import { bearerToken } from '../lib/authorization.js'
 import { cappedLabel, methodLabel, redisCommand, routeLabel } from '../lib/metric-labels.js'
@@ -111,9 +111,20 @@ export default fp(async function metricsPlugin (app: FastifyInstance) {
       summary: 'Prometheus metrics (text exposition format)',
       description: 'The six agentidp_* metrics and the default process/Node.js metrics. ' +
         'When METRICS_TOKEN is set, requires `Authorization: Bearer <METRICS_TOKEN>`.',
+      security: token === undefined ? [] : [{ metricsToken: [] }],
       response: {
-        200: { description: 'Prometheus text format 0.0.4', content: { 'text/plain': { schema: Type.String() } } },
-        401: Problem
+        200: {
+          description: 'Prometheus text format 0.0.4',
+          content: {
+            'text/plain': {
+              schema: Type.String(),
+              example: '# HELP agentidp_http_requests_total HTTP requests answered\n# TYPE agentidp_http_requests_total counter\n' +
+                'agentidp_http_requests_total{method="POST",route="/api/v1/token",status_code="200"} 1234\n'
+            }
+          }
+        },
+        // declared whether or not METRICS_TOKEN is set: the document's shape does not depend on a secret
+        ...problemResponses({ 401: ['UNAUTHORIZED'], 503: ['SERVICE_UNAVAILABLE'] })
       }
     }
   }, async function getMetrics (_request, reply) {

@@ -33,6 +33,8 @@ export interface Policy {
    */
   authorizeTarget (request: FastifyRequest, target: { agentId: string, capabilities: string[] }): void
   readonly platformScopes: readonly string[]
+  /** the scope an action requires (what the OpenAPI document lists as the operation's oauth2 scope) */
+  scopeOf (action: string): string | undefined
 }
 
 declare module 'fastify' {
@@ -92,7 +94,8 @@ export default fp(async function policyPlugin (app: FastifyInstance) {
         agentId: target.agentId, reason: decision.reason, details: { requiredScope: decision.scope }
       })
     },
-    platformScopes: data.platformScopes
+    platformScopes: data.platformScopes,
+    scopeOf: (action) => data.actions[action]?.scope
   }
   app.decorate('policy', policy)
 

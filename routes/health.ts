@@ -1,5 +1,6 @@
 import type { FastifyPluginAsyncTypebox } from '@fastify/type-provider-typebox'
 import { Health, Liveness, Readiness } from '../schemas/health.js'
+import { json, jsonOrOverloaded } from '../schemas/responses.js'
 import { pendingMigrations } from '../repositories/migrations.js'
 
 /**
@@ -47,11 +48,11 @@ const health: FastifyPluginAsyncTypebox = async function healthRoutes (app) {
     status.postgres === 'connected' && status.redis === 'connected' && (status.vault === undefined || status.vault === 'connected')
 
   const operation = (operationId: string, summary: string, response: Record<number, unknown>) =>
-    ({ tags: ['operations'], operationId, summary, response })
+    ({ tags: ['operations'], operationId, summary, security: [], response })
 
   app.get('/health', {
     logLevel: 'warn',
-    schema: operation('getHealth', 'Dependency status (the runbook\'s check)', { 200: Health, 503: Health })
+    schema: operation('getHealth', 'Dependency status (the runbook\'s check)', { 200: json(Health, 'PostgreSQL and Redis answer'), 503: jsonOrOverloaded(Health, 'A dependency does not answer') })
   }, async function getHealth (_request, reply) {
     const { migrations: _migrations, ...status } = await dependencies()
     const ok = healthy(status)
@@ -62,7 +63,7 @@ const health: FastifyPluginAsyncTypebox = async function healthRoutes (app) {
   app.get('/health/live', {
     logLevel: 'warn',
     config: { shedLoad: false },
-    schema: operation('getLiveness', 'Liveness: the process can serve (no dependency is checked)', { 200: Liveness })
+    schema: operation('getLiveness', 'Liveness: the process can serve (no dependency is checked)', { 200: json(Liveness, 'The process serves') })
   }, async function getLiveness (_request, reply) {
     reply.header('cache-control', 'no-store')
     return { status: 'ok' as const }
@@ -71,7 +72,7 @@ const health: FastifyPluginAsyncTypebox = async function healthRoutes (app) {
   app.get('/health/ready', {
     logLevel: 'warn',
     schema: operation('getReadiness', 'Readiness: PostgreSQL, Redis (and Vault when enabled) answer and the schema is at the latest migration',
-      { 200: Readiness, 503: Readiness })
+      { 200: json(Readiness, 'Ready to serve'), 503: jsonOrOverloaded(Readiness, 'Not ready: a dependency does not answer or migrations are pending') })
   }, async function getReadiness (_request, reply) {
     const status = await dependencies()
     const ready = healthy(status) && status.migrations === 'current'

@@ -1,5 +1,5 @@
 import { Type, type Static } from 'typebox'
-import { Cursor, SafeText, Scope, Timestamp, Uuid } from './common.js'
+import { Cursor, EXAMPLE, ref, SafeText, Scope, Timestamp, Uuid } from './common.js'
 
 export const AGENT_TYPES = ['screener', 'classifier', 'orchestrator', 'extractor', 'summarizer', 'router', 'monitor', 'custom'] as const
 export const DEPLOYMENT_ENVS = ['development', 'staging', 'production'] as const
@@ -15,7 +15,20 @@ const SEMVER = '^(0|[1-9]\\d*)\\.(0|[1-9]\\d*)\\.(0|[1-9]\\d*)(?:-((?:0|[1-9]\\d
 export const Version = Type.String({ pattern: SEMVER, maxLength: 64, description: 'semantic version' })
 export const Capabilities = Type.Array(Scope, { minItems: 1, maxItems: 64, uniqueItems: true, description: 'scopes this agent may be granted' })
 export const Owner = SafeText(1, 128, { description: 'owner label (not a tenant boundary)' })
-export const Email = Type.String({ format: 'email', maxLength: 254 })
+export const Email = Type.String({ format: 'email', maxLength: 254, description: 'unique; immutable' })
+
+const AGENT_EXAMPLE = {
+  agentId: EXAMPLE.agentId,
+  email: 'invoice-screener@example.com',
+  agentType: 'screener',
+  version: '1.4.2',
+  capabilities: ['documents:read', 'invoices:classify'],
+  owner: 'team-finance',
+  deploymentEnv: 'production',
+  status: 'active',
+  createdAt: EXAMPLE.createdAt,
+  updatedAt: EXAMPLE.updatedAt
+}
 
 export const Agent = Type.Object({
   agentId: Uuid,
@@ -28,7 +41,7 @@ export const Agent = Type.Object({
   status: AgentStatus,
   createdAt: Timestamp,
   updatedAt: Timestamp
-}, { title: 'Agent' })
+}, { $id: 'Agent', title: 'Agent', description: 'A registered agent (its agentId is also its OAuth client_id)', examples: [AGENT_EXAMPLE] })
 export type Agent = Static<typeof Agent>
 
 export const CreateAgent = Type.Object({
@@ -38,7 +51,19 @@ export const CreateAgent = Type.Object({
   capabilities: Capabilities,
   owner: Owner,
   deploymentEnv: DeploymentEnv
-}, { additionalProperties: false, title: 'CreateAgent' })
+}, {
+  $id: 'CreateAgent',
+  additionalProperties: false,
+  title: 'CreateAgent',
+  examples: [{
+    email: 'invoice-screener@example.com',
+    agentType: 'screener',
+    version: '1.4.2',
+    capabilities: ['documents:read', 'invoices:classify'],
+    owner: 'team-finance',
+    deploymentEnv: 'production'
+  }]
+})
 export type CreateAgent = Static<typeof CreateAgent>
 
 export const UpdateAgent = Type.Object({
@@ -48,7 +73,14 @@ export const UpdateAgent = Type.Object({
   owner: Type.Optional(Owner),
   deploymentEnv: Type.Optional(DeploymentEnv),
   agentType: Type.Optional(AgentType)
-}, { additionalProperties: false, minProperties: 1, title: 'UpdateAgent', description: 'email and agentId are immutable' })
+}, {
+  $id: 'UpdateAgent',
+  additionalProperties: false,
+  minProperties: 1,
+  title: 'UpdateAgent',
+  description: 'At least one field; email and agentId are immutable. A status change suspends, reactivates or decommissions.',
+  examples: [{ version: '1.5.0', capabilities: ['documents:read', 'invoices:classify', 'invoices:export'] }]
+})
 export type UpdateAgent = Static<typeof UpdateAgent>
 
 export const AgentParams = Type.Object({ agentId: Uuid }, { additionalProperties: false })
@@ -64,6 +96,6 @@ export const ListAgentsQuery = Type.Object({
 export type ListAgentsQuery = Static<typeof ListAgentsQuery>
 
 export const AgentList = Type.Object({
-  data: Type.Array(Agent),
-  nextCursor: Type.Union([Type.String(), Type.Null()])
-}, { title: 'AgentList' })
+  data: Type.Array(ref(Agent)),
+  nextCursor: Type.Union([Type.String(), Type.Null()], { description: 'pass as cursor for the next page; null on the last' })
+}, { $id: 'AgentList', title: 'AgentList', description: 'A page of agents, newest first', examples: [{ data: [AGENT_EXAMPLE], nextCursor: null }] })

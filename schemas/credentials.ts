@@ -1,5 +1,5 @@
 import { Type, type Static } from 'typebox'
-import { Timestamp, Uuid } from './common.js'
+import { EXAMPLE, ref, Timestamp, Uuid } from './common.js'
 
 export const CredentialStatus = Type.Enum(['active', 'revoked', 'expired'])
 
@@ -12,23 +12,58 @@ const credentialFields = {
   revokedAt: Type.Union([Timestamp, Type.Null()])
 }
 
-export const Credential = Type.Object(credentialFields, { title: 'Credential' })
+const CREDENTIAL_EXAMPLE = {
+  credentialId: EXAMPLE.credentialId,
+  clientId: EXAMPLE.agentId,
+  status: 'active',
+  createdAt: EXAMPLE.createdAt,
+  expiresAt: null,
+  revokedAt: null
+}
+
+export const Credential = Type.Object(credentialFields, {
+  $id: 'Credential',
+  title: 'Credential',
+  description: 'A client secret of an agent, without the secret (clientId is the agentId)',
+  examples: [CREDENTIAL_EXAMPLE]
+})
 export type Credential = Static<typeof Credential>
 
 /** The only shape that ever carries a secret: the answer to creation and rotation. */
 export const IssuedCredential = Type.Object({
   ...credentialFields,
   clientSecret: Type.String({ description: 'shown once; store it now' })
-}, { title: 'IssuedCredential' })
+}, {
+  $id: 'IssuedCredential',
+  title: 'IssuedCredential',
+  description: 'A credential with its secret: the only answer that ever carries one (Cache-Control: no-store)',
+  examples: [{ ...CREDENTIAL_EXAMPLE, clientSecret: EXAMPLE.clientSecret }]
+})
 export type IssuedCredential = Static<typeof IssuedCredential>
 
 export const CreateCredential = Type.Object({
   expiresAt: Type.Optional(Type.String({ format: 'date-time', description: 'a future instant; omitted = never expires' }))
-}, { additionalProperties: false, title: 'CreateCredential' })
+}, {
+  $id: 'CreateCredential',
+  additionalProperties: false,
+  title: 'CreateCredential',
+  description: 'Optional: no body at all is the same as {}',
+  examples: [{ expiresAt: '2027-06-30T00:00:00Z' }]
+})
 
 /** Rotation takes no parameters: the new secret keeps the credential's id and expiry. */
-export const RotateCredential = Type.Object({}, { additionalProperties: false, title: 'RotateCredential' })
+export const RotateCredential = Type.Object({}, {
+  $id: 'RotateCredential',
+  additionalProperties: false,
+  title: 'RotateCredential',
+  description: 'Optional and empty: no body at all is the same as {}',
+  examples: [{}]
+})
 
 export const CredentialParams = Type.Object({ agentId: Uuid, credentialId: Uuid }, { additionalProperties: false })
 
-export const CredentialList = Type.Object({ data: Type.Array(Credential) }, { title: 'CredentialList' })
+export const CredentialList = Type.Object({ data: Type.Array(ref(Credential)) }, {
+  $id: 'CredentialList',
+  title: 'CredentialList',
+  examples: [{ data: [CREDENTIAL_EXAMPLE] }]
+})

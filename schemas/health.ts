@@ -8,12 +8,12 @@ export const Health = Type.Object({
   postgres: DependencyStatus,
   redis: DependencyStatus,
   vault: Type.Optional(DependencyStatus)
-}, { title: 'Health', description: 'dependency status; no versions' })
+}, { $id: 'Health', title: 'Health', description: 'dependency status; no versions', examples: [{ status: 'ok', postgres: 'connected', redis: 'connected' }] })
 
 /** GET /health/live: the process can serve; dependencies are not checked. */
 export const Liveness = Type.Object({
   status: Type.Literal('ok')
-}, { title: 'Liveness' })
+}, { $id: 'Liveness', title: 'Liveness', examples: [{ status: 'ok' }] })
 
 /** GET /health/ready: every dependency answers and the schema is at the latest migration. */
 export const Readiness = Type.Object({
@@ -22,4 +22,4 @@ export const Readiness = Type.Object({
   redis: DependencyStatus,
   vault: Type.Optional(DependencyStatus),
   migrations: Type.Enum(['current', 'pending', 'unknown'], { description: 'unknown while PostgreSQL does not answer' })
-}, { title: 'Readiness' })
+}, { $id: 'Readiness', title: 'Readiness', examples: [{ status: 'ok', postgres: 'connected', redis: 'connected', migrations: 'current' }] })

@@ -1,7 +1,8 @@
 import type { FastifyPluginAsyncTypebox } from '@fastify/type-provider-typebox'
 import type { FastifyRequest } from 'fastify'
 import { Agent, AgentList, AgentParams, CreateAgent, ListAgentsQuery, UpdateAgent } from '../../schemas/agents.js'
-import { ManagementErrors, NoContent, Problem } from '../../schemas/common.js'
+import { NoContent, ref } from '../../schemas/common.js'
+import { json, managementErrors } from '../../schemas/responses.js'
 import type { Principal } from '../../plugins/auth.js'
 import {
   countAgentsOfOwner, findAgent, insertAgent, listAgents, lockOwner, setAgentStatus, updateAgentFields
@@ -51,9 +52,11 @@ const agents: FastifyPluginAsyncTypebox = async function agentsRoutes (app) {
       tags: ['agents'],
       operationId: 'createAgent',
       summary: 'Register an agent',
-      security: [{ bearerAuth: [] }],
-      body: CreateAgent,
-      response: { 201: Agent, ...ManagementErrors, 409: Problem }
+      body: ref(CreateAgent),
+      response: {
+        201: json(Agent, 'Registered'),
+        ...managementErrors({ 403: ['FORBIDDEN', 'FREE_TIER_LIMIT_EXCEEDED'], 409: ['AGENT_ALREADY_EXISTS'] })
+      }
     }
   }, async function createAgent (request, reply) {
     const input = request.body
@@ -80,9 +83,8 @@ const agents: FastifyPluginAsyncTypebox = async function agentsRoutes (app) {
       tags: ['agents'],
       operationId: 'listAgents',
       summary: 'List agents, newest first',
-      security: [{ bearerAuth: [] }],
       querystring: ListAgentsQuery,
-      response: { 200: AgentList, ...ManagementErrors }
+      response: { 200: json(AgentList, 'A page of agents'), ...managementErrors() }
     }
   }, async function listAgentsRoute (request) {
     return await listAgents(app.pg, request.query)
@@ -94,9 +96,8 @@ const agents: FastifyPluginAsyncTypebox = async function agentsRoutes (app) {
       tags: ['agents'],
       operationId: 'getAgent',
       summary: 'Read one agent (its own token may read itself)',
-      security: [{ bearerAuth: [] }],
       params: AgentParams,
-      response: { 200: Agent, ...ManagementErrors }
+      response: { 200: json(Agent, 'The agent'), ...managementErrors({ 404: ['AGENT_NOT_FOUND'] }) }
     }
   }, async function getAgent (request) {
     const agent = await findAgent(app.pg, request.params.agentId)
@@ -163,10 +164,16 @@ const agents: FastifyPluginAsyncTypebox = async function agentsRoutes (app) {
       tags: ['agents'],
       operationId: 'updateAgent',
       summary: 'Update, suspend, reactivate or decommission an agent',
-      security: [{ bearerAuth: [] }],
       params: AgentParams,
-      body: UpdateAgent,
-      response: { 200: Agent, ...ManagementErrors, 409: Problem }
+      body: ref(UpdateAgent),
+      response: {
+        200: json(Agent, 'The agent as changed'),
+        ...managementErrors({
+          403: ['FORBIDDEN', 'FREE_TIER_LIMIT_EXCEEDED'],
+          404: ['AGENT_NOT_FOUND'],
+          409: ['AGENT_ALREADY_DECOMMISSIONED', 'CONFLICT']
+        })
+      }
     }
   }, async function updateAgent (request) {
     return await changeAgent(request, request.params.agentId, request.body)
@@ -178,9 +185,11 @@ const agents: FastifyPluginAsyncTypebox = async function agentsRoutes (app) {
       tags: ['agents'],
       operationId: 'decommissionAgent',
       summary: 'Decommission an agent (final): revokes its credentials and tokens',
-      security: [{ bearerAuth: [] }],
       params: AgentParams,
-      response: { 204: NoContent, ...ManagementErrors, 409: Problem }
+      response: {
+        204: NoContent,
+        ...managementErrors({ 404: ['AGENT_NOT_FOUND'], 409: ['AGENT_ALREADY_DECOMMISSIONED', 'CONFLICT'] })
+      }
     }
   }, async function decommissionAgent (request, reply) {
     await changeAgent(request, request.params.agentId, { status: 'decommissioned' })

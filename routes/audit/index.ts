@@ -1,5 +1,5 @@
 import type { FastifyPluginAsyncTypebox } from '@fastify/type-provider-typebox'
-import { ManagementErrors } from '../../schemas/common.js'
+import { json, managementErrors } from '../../schemas/responses.js'
 import {
   AuditEvent, AuditEventParams, AuditList, AuditVerification, ListAuditQuery, VerifyAuditQuery
 } from '../../schemas/audit.js'
@@ -34,9 +34,8 @@ const audit: FastifyPluginAsyncTypebox = async function auditRoutes (app) {
       operationId: 'listAuditEvents',
       summary: 'Audit events, newest first',
       description: 'Filters combine (AND). Follow nextCursor until it is null; pages stay consistent while new events arrive.',
-      security: [{ bearerAuth: [] }],
       querystring: ListAuditQuery,
-      response: { 200: AuditList, ...ManagementErrors }
+      response: { 200: json(AuditList, 'A page of events'), ...managementErrors() }
     }
   }, async function listAudit (request) {
     return await listAuditEvents(app.pg, dateRange(request.query))
@@ -49,9 +48,8 @@ const audit: FastifyPluginAsyncTypebox = async function auditRoutes (app) {
       operationId: 'verifyAuditChain',
       summary: 'Recompute the hash chain and report where it breaks',
       description: 'Default: the whole retained chain. With startDate/endDate: the sealed events of that range. Events written in the last second or so may not be sealed yet and are not counted.',
-      security: [{ bearerAuth: [] }],
       querystring: VerifyAuditQuery,
-      response: { 200: AuditVerification, ...ManagementErrors }
+      response: { 200: json(AuditVerification, 'The verdict'), ...managementErrors() }
     }
   }, async function verifyAudit (request) {
     const range = dateRange(request.query)
@@ -66,9 +64,8 @@ const audit: FastifyPluginAsyncTypebox = async function auditRoutes (app) {
       tags: ['audit'],
       operationId: 'getAuditEvent',
       summary: 'One audit event',
-      security: [{ bearerAuth: [] }],
       params: AuditEventParams,
-      response: { 200: AuditEvent, ...ManagementErrors }
+      response: { 200: json(AuditEvent, 'The event'), ...managementErrors({ 404: ['AUDIT_EVENT_NOT_FOUND'] }) }
     }
   }, async function getAuditEvent (request) {
     const event = await findAuditEvent(app.pg, request.params.eventId)

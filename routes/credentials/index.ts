@@ -1,7 +1,8 @@
 import type { FastifyPluginAsyncTypebox } from '@fastify/type-provider-typebox'
 import type { FastifyReply, FastifyRequest } from 'fastify'
 import { AgentParams } from '../../schemas/agents.js'
-import { ManagementErrors, NoContent, Problem } from '../../schemas/common.js'
+import { NoContent, ref } from '../../schemas/common.js'
+import { json, managementErrors } from '../../schemas/responses.js'
 import { CreateCredential, CredentialList, CredentialParams, IssuedCredential, RotateCredential } from '../../schemas/credentials.js'
 import type { Agent } from '../../schemas/agents.js'
 import type { Credential } from '../../schemas/credentials.js'
@@ -73,16 +74,18 @@ const credentials: FastifyPluginAsyncTypebox = async function credentialRoutes (
   }
 
   app.post('/api/v1/agents/:agentId/credentials', {
-    config: { policy: 'credentials.create' },
+    config: { policy: 'credentials.create', optionalBody: true },
     preValidation: defaultEmptyBody,
     schema: {
       tags: ['credentials'],
       operationId: 'createCredential',
       summary: 'Generate a client secret (shown once)',
-      security: [{ bearerAuth: [] }],
       params: AgentParams,
-      body: CreateCredential,
-      response: { 201: IssuedCredential, ...ManagementErrors, 409: Problem }
+      body: ref(CreateCredential),
+      response: {
+        201: json(IssuedCredential, 'Generated: the secret is in this answer only'),
+        ...managementErrors({ 404: ['AGENT_NOT_FOUND'], 409: ['AGENT_ALREADY_DECOMMISSIONED', 'CONFLICT'] })
+      }
     }
   }, async function createCredential (request, reply) {
     const { agentId } = request.params
@@ -122,9 +125,8 @@ const credentials: FastifyPluginAsyncTypebox = async function credentialRoutes (
       tags: ['credentials'],
       operationId: 'listCredentials',
       summary: "List an agent's credentials (never their secrets)",
-      security: [{ bearerAuth: [] }],
       params: AgentParams,
-      response: { 200: CredentialList, ...ManagementErrors }
+      response: { 200: json(CredentialList, "The agent's credentials"), ...managementErrors({ 404: ['AGENT_NOT_FOUND'] }) }
     }
   }, async function listCredentialsRoute (request) {
     const { agentId } = request.params
@@ -133,16 +135,21 @@ const credentials: FastifyPluginAsyncTypebox = async function credentialRoutes (
   })
 
   app.post('/api/v1/agents/:agentId/credentials/:credentialId/rotate', {
-    config: { policy: 'credentials.rotate' },
+    config: { policy: 'credentials.rotate', optionalBody: true },
     preValidation: defaultEmptyBody,
     schema: {
       tags: ['credentials'],
       operationId: 'rotateCredential',
       summary: 'Replace the secret of a credential (same id, same expiry); tokens already issued stay valid',
-      security: [{ bearerAuth: [] }],
       params: CredentialParams,
-      body: RotateCredential,
-      response: { 200: IssuedCredential, ...ManagementErrors, 409: Problem }
+      body: ref(RotateCredential),
+      response: {
+        200: json(IssuedCredential, 'Rotated: the new secret is in this answer only'),
+        ...managementErrors({
+          404: ['AGENT_NOT_FOUND', 'CREDENTIAL_NOT_FOUND'],
+          409: ['AGENT_ALREADY_DECOMMISSIONED', 'CREDENTIAL_ALREADY_REVOKED', 'CONFLICT']
+        })
+      }
     }
   }, async function rotateCredential (request, reply) {
     const { agentId, credentialId } = request.params
@@ -170,9 +177,11 @@ const credentials: FastifyPluginAsyncTypebox = async function credentialRoutes (
       tags: ['credentials'],
       operationId: 'revokeCredential',
       summary: 'Revoke a credential: its secret and every token it obtained stop working at once',
-      security: [{ bearerAuth: [] }],
       params: CredentialParams,
-      response: { 204: NoContent, ...ManagementErrors, 409: Problem }
+      response: {
+        204: NoContent,
+        ...managementErrors({ 404: ['AGENT_NOT_FOUND', 'CREDENTIAL_NOT_FOUND'], 409: ['CREDENTIAL_ALREADY_REVOKED', 'CONFLICT'] })
+      }
     }
   }, async function revokeCredentialRoute (request, reply) {
     const { agentId, credentialId } = request.params

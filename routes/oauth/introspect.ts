@@ -1,5 +1,7 @@
 import type { FastifyPluginAsyncTypebox } from '@fastify/type-provider-typebox'
-import { Introspection, OAuthErrors, TokenParameter } from '../../schemas/oauth.js'
+import { IntrospectionResponse, TokenParameter } from '../../schemas/oauth.js'
+import { ref } from '../../schemas/common.js'
+import { json, oauthErrors } from '../../schemas/responses.js'
 import { authenticateCaller } from './caller.js'
 
 /**
@@ -16,10 +18,15 @@ const introspect: FastifyPluginAsyncTypebox = async function introspectRoute (ap
       operationId: 'introspectToken',
       summary: 'Token introspection (RFC 7662)',
       description: 'Caller: a Bearer token carrying tokens:read, or client credentials of an agent with tokens:read; any agent may introspect its own tokens.',
-      security: [{ bearerAuth: [] }, { clientSecretBasic: [] }, {}],
-      consumes: ['application/x-www-form-urlencoded', 'application/json'],
-      body: TokenParameter,
-      response: { 200: Introspection, ...OAuthErrors }
+      security: [{ oauth2: ['tokens:read'] }, { bearerAuth: [] }, { clientSecretBasic: [] }, {}],
+      // JSON first: Swagger UI's Try it out starts from the first type, and it sends every field of a
+      // form, an optional one too; the JSON body it starts from is the example, a request that works
+      consumes: ['application/json', 'application/x-www-form-urlencoded'],
+      body: ref(TokenParameter),
+      response: {
+        200: json(IntrospectionResponse, 'The token\'s state (Cache-Control: no-store)'),
+        ...oauthErrors({ 400: ['invalid_request', 'unauthorized_client'], 401: ['invalid_client'], 429: ['rate_limited'] })
+      }
     }
   }, async function introspectToken (request, reply) {
     const caller = await authenticateCaller(app, request, request.body)

@@ -1,7 +1,9 @@
 import { Type } from 'typebox'
 import { decodeJwt } from 'jose'
 import type { FastifyPluginAsyncTypebox } from '@fastify/type-provider-typebox'
-import { OAuthErrors, TokenParameter } from '../../schemas/oauth.js'
+import { TokenParameter } from '../../schemas/oauth.js'
+import { ref } from '../../schemas/common.js'
+import { oauthErrors } from '../../schemas/responses.js'
 import { recordRevokedToken } from '../../repositories/tokens.js'
 import { OAuthError } from '../../lib/errors.js'
 import { isUuid } from '../../lib/uuid.js'
@@ -21,10 +23,15 @@ const revoke: FastifyPluginAsyncTypebox = async function revokeRoute (app) {
       tags: ['oauth'],
       operationId: 'revokeToken',
       summary: 'Token revocation (RFC 7009)',
-      security: [{ bearerAuth: [] }, { clientSecretBasic: [] }, {}],
-      consumes: ['application/x-www-form-urlencoded', 'application/json'],
-      body: TokenParameter,
-      response: { 200: Type.Unsafe<void>({ description: 'empty body' }), ...OAuthErrors }
+      security: [{ oauth2: [] }, { bearerAuth: [] }, { clientSecretBasic: [] }, {}],
+      // JSON first: Swagger UI's Try it out starts from the first type, and it sends every field of a
+      // form, an optional one too; the JSON body it starts from is the example, a request that works
+      consumes: ['application/json', 'application/x-www-form-urlencoded'],
+      body: ref(TokenParameter),
+      response: {
+        200: Type.Unsafe<void>({ type: 'null', description: 'Revoked, or nothing to revoke (an unknown or expired token): an empty body' }),
+        ...oauthErrors({ 400: ['invalid_request', 'unauthorized_client'], 401: ['invalid_client'], 429: ['rate_limited'] })
+      }
     }
   }, async function revokeToken (request, reply) {
     const caller = await authenticateCaller(app, request, request.body)

@@ -1,6 +1,8 @@
 import type { FastifyPluginAsyncTypebox } from '@fastify/type-provider-typebox'
 import type { FastifyRequest } from 'fastify'
-import { OAuthErrors, TokenRequest, TokenResponse } from '../../schemas/oauth.js'
+import { TokenRequest, TokenResponse } from '../../schemas/oauth.js'
+import { ref } from '../../schemas/common.js'
+import { json, oauthErrors } from '../../schemas/responses.js'
 import type { AuthenticatedClient } from '../../plugins/client-auth.js'
 import { createIssuanceLog, secondsUntilNextMonth } from '../../services/issuance-log.js'
 import { toAuditRecord } from '../../services/audit/record.js'
@@ -89,9 +91,18 @@ const token: FastifyPluginAsyncTypebox = async function tokenRoute (app) {
       summary: 'Client credentials grant: an RS256 access token (RFC 9068)',
       description: 'Client authentication by HTTP Basic (client_secret_basic) or in the body (client_secret_post), not both. Form-encoded or JSON.',
       security: [{ clientSecretBasic: [] }, {}],
-      consumes: ['application/x-www-form-urlencoded', 'application/json'],
-      body: TokenRequest,
-      response: { 200: TokenResponse, ...OAuthErrors }
+      // JSON first: Swagger UI's Try it out starts from the first type, and it sends every field of a
+      // form, an optional one too; the JSON body it starts from is the example, a request that works
+      consumes: ['application/json', 'application/x-www-form-urlencoded'],
+      body: ref(TokenRequest),
+      response: {
+        200: json(TokenResponse, 'An access token (Cache-Control: no-store)'),
+        ...oauthErrors({
+          400: ['invalid_request', 'invalid_scope', 'invalid_target', 'unsupported_grant_type', 'unauthorized_client'],
+          401: ['invalid_client'],
+          429: ['rate_limited', 'quota_exceeded']
+        })
+      }
     }
   }, async function issueToken (request, reply) {
     const body = request.body

@@ -1,6 +1,7 @@
 import type { FastifyPluginAsyncTypebox } from '@fastify/type-provider-typebox'
 import type { TSchema } from 'typebox'
-import { Jwks, ServerMetadata } from '../../schemas/oauth.js'
+import { AuthorizationServerMetadata, Jwks } from '../../schemas/oauth.js'
+import { json, problemResponses } from '../../schemas/responses.js'
 
 /**
  * Discovery: the JWKS (public members only) and RFC 8414 metadata. With an ISSUER_URL that has a
@@ -31,7 +32,16 @@ const wellKnown: FastifyPluginAsyncTypebox = async function wellKnownRoutes (app
 
   /** A public discovery document: cacheable for five minutes (clients re-read it on an unknown kid). */
   function discoveryDocument (url: string, operationId: string, summary: string, response: TSchema, produce: () => unknown): void {
-    app.get(url, { schema: { tags: ['oauth'], operationId, summary, response: { 200: response } } }, async function serveDiscoveryDocument (_request, reply) {
+    app.get(url, {
+      schema: {
+        tags: ['oauth'],
+        operationId,
+        summary,
+        security: [],
+        // a 503 only while the server sheds load (plugins/load-shedding.ts): not an OAuth error, a problem
+        response: { 200: json(response, 'The document (Cache-Control: public, max-age=300)'), ...problemResponses({ 503: ['SERVICE_UNAVAILABLE'] }) }
+      }
+    }, async function serveDiscoveryDocument (_request, reply) {
       reply.header('cache-control', 'public, max-age=300')
       return produce()
     })
@@ -40,7 +50,7 @@ const wellKnown: FastifyPluginAsyncTypebox = async function wellKnownRoutes (app
   discoveryDocument('/.well-known/jwks.json', 'getJwks',
     'Public signing keys (RFC 7517): the current key and any previous or next key', Jwks, () => app.keys.jwks())
   discoveryDocument(`/.well-known/oauth-authorization-server${issuerPath}`, 'getServerMetadata',
-    'Authorization server metadata (RFC 8414)', ServerMetadata, () => metadata)
+    'Authorization server metadata (RFC 8414)', AuthorizationServerMetadata, () => metadata)
 }
 
 export default wellKnown

@@ -51,7 +51,23 @@ interface Operation {
   security: string[]
 }
 
-const document = (await app.inject({ method: 'GET', url: '/docs/json' })).json() as { paths: Record<string, Record<string, Schema>> }
+/**
+ * The document with every local `$ref` (#/components/…) replaced by what it points at: the
+ * generators below walk schemas structurally, and Ajv compiles each schema on its own.
+ */
+function dereferenced (node: unknown, root: Schema, seen: string[] = []): any {
+  if (Array.isArray(node)) return node.map((item) => dereferenced(item, root, seen))
+  if (node === null || typeof node !== 'object') return node
+  const { $ref, ...rest } = node as Schema
+  if (typeof $ref === 'string' && $ref.startsWith('#/')) {
+    if (seen.includes($ref)) throw new Error(`a cycle through ${$ref}`)
+    const target = $ref.slice(2).split('/').reduce((at: Schema, part: string) => at[part.replace(/~1/g, '/').replace(/~0/g, '~')], root)
+    return dereferenced({ ...target, ...rest }, root, [...seen, $ref])
+  }
+  return Object.fromEntries(Object.entries(node).map(([key, value]) => [key, dereferenced(value, root, seen)]))
+}
+const generated = (await app.inject({ method: 'GET', url: '/docs/json' })).json() as Schema
+const document = dereferenced(generated, generated) as { paths: Record<string, Record<string, Schema>> }
 const operations: Operation[] = Object.entries(document.paths).flatMap(([path, methods]) =>
   Object.entries(methods).map(([method, operation]) => ({
     key: `${method.toUpperCase()} ${path}`,
