@@ -20,6 +20,16 @@ function refuseRepeatedParameters (request: FastifyRequest, _reply: FastifyReply
   done(repeated.length > 0 ? new OAuthError(400, 'invalid_request', `parameter repeated: ${repeated.join(', ')}`) : undefined)
 }
 
+/**
+ * RFC 6749 §3.2: "Parameters sent without a value MUST be treated as if they were omitted from the
+ * request." (Swagger UI's form sends every field, the empty ones too.) A repeated name stays an
+ * array, to be refused as repeated.
+ */
+function withoutEmptyParameters (form: Record<string, string | string[]>): Record<string, string | string[]> {
+  for (const [name, value] of Object.entries(form)) if (value === '') Reflect.deleteProperty(form, name)
+  return form
+}
+
 /** Bytes that are not UTF-8 would be decoded with replacement characters: refused instead (lib/utf8.ts). */
 function notUtf8 (): OAuthError {
   return new OAuthError(400, 'invalid_request', 'the body is not UTF-8')
@@ -30,7 +40,7 @@ const oauth: FastifyPluginAsync = async function oauthRoutes (app) {
   app.addContentTypeParser('application/x-www-form-urlencoded', { parseAs: 'buffer' }, function parseOAuthForm (_request, body, done) {
     const text = utf8Text(body as Buffer)
     if (text === null) return done(notUtf8(), undefined)
-    done(null, parseForm(text))
+    done(null, withoutEmptyParameters(parseForm(text) as Record<string, string | string[]>))
   })
   app.addHook('preValidation', refuseRepeatedParameters)
   // JSON bodies here: Fastify's own parser (prototype-poisoning checks included), after a look for repeated names

@@ -46,6 +46,16 @@ t.test('a JSON body is accepted as well, with client_secret_post and with client
   t.equal(viaBasic.json().scope, 'docs:read')
 })
 
+t.test('form parameters sent without a value count as omitted (RFC 6749 §3.2), as Swagger UI sends them', async (t) => {
+  const res = await requestToken(app, client, { fields: { scope: '', resource: '', client_id: '', client_secret: '' } })
+  t.equal(res.statusCode, 200, res.body)
+  t.equal(res.json().scope, 'docs:read docs:write', 'an empty scope is no scope: every capability')
+  t.equal(decodeToken(res.json().access_token).payload.aud, ISSUER, 'an empty resource is no resource')
+  const noGrant = await requestToken(app, client, { fields: { grant_type: '' } })
+  t.equal(noGrant.statusCode, 400)
+  t.equal(noGrant.json().error, 'invalid_request', 'an empty grant_type is a missing one')
+})
+
 t.test('without scope the token carries every capability of the agent', async (t) => {
   const res = await requestToken(app, client)
   t.equal(res.json().scope, 'docs:read docs:write')
