@@ -16,6 +16,7 @@ export const Version = Type.String({ pattern: SEMVER, maxLength: 64, description
 export const Capabilities = Type.Array(Scope, { minItems: 1, maxItems: 64, uniqueItems: true, description: 'scopes this agent may be granted' })
 export const Owner = SafeText(1, 128, { description: 'owner label (not a tenant boundary)' })
 export const Email = Type.String({ format: 'email', maxLength: 254 })
+export const MayAct = Type.Array(Uuid, { maxItems: 64, uniqueItems: true, description: 'agents allowed to act for this one through token exchange (RFC 8693)' })
 
 export const Agent = Type.Object({
   agentId: Uuid,
@@ -26,6 +27,7 @@ export const Agent = Type.Object({
   owner: Type.String(),
   deploymentEnv: DeploymentEnv,
   status: AgentStatus,
+  mayAct: Type.Array(Type.String()),
   createdAt: Timestamp,
   updatedAt: Timestamp
 }, { title: 'Agent' })
@@ -47,7 +49,8 @@ export const UpdateAgent = Type.Object({
   version: Type.Optional(Version),
   owner: Type.Optional(Owner),
   deploymentEnv: Type.Optional(DeploymentEnv),
-  agentType: Type.Optional(AgentType)
+  agentType: Type.Optional(AgentType),
+  mayAct: Type.Optional(MayAct)
 }, { additionalProperties: false, minProperties: 1, title: 'UpdateAgent', description: 'email and agentId are immutable' })
 export type UpdateAgent = Static<typeof UpdateAgent>
 

@@ -12,15 +12,27 @@ const ClientCredentials = {
   client_secret: Type.Optional(Param(256, 'client_secret_post: the secret'))
 }
 
+export const GRANT_CLIENT_CREDENTIALS = 'client_credentials'
+export const GRANT_TOKEN_EXCHANGE = 'urn:ietf:params:oauth:grant-type:token-exchange'
+/** RFC 8693 §3: the only token type this issuer takes and issues in an exchange */
+export const TOKEN_TYPE_ACCESS_TOKEN = 'urn:ietf:params:oauth:token-type:access_token' as const
+
 export const TokenRequest = Type.Object({
-  grant_type: Param(128, 'client_credentials'),
-  scope: Type.Optional(Type.String({ maxLength: 4096, pattern: '^[\\x20-\\x7e]*$', description: 'space-separated; default: every capability' })),
+  grant_type: Param(128, `${GRANT_CLIENT_CREDENTIALS}, or ${GRANT_TOKEN_EXCHANGE} (RFC 8693)`),
+  scope: Type.Optional(Type.String({ maxLength: 4096, pattern: '^[\\x20-\\x7e]*$', description: 'space-separated; default: every capability (for an exchange: the subject token\'s scope ∩ the actor\'s capabilities)' })),
   resource: Type.Optional(Param(2048, 'RFC 8707 resource indicator; becomes aud')),
+  audience: Type.Optional(Param(2048, 'token exchange: the audience of the issued token (RFC 8693 §2.1); like resource')),
+  subject_token: Type.Optional(Param(16_384, 'token exchange: an access token of this issuer, the party on whose behalf the actor acts')),
+  subject_token_type: Type.Optional(Param(128, `token exchange: ${TOKEN_TYPE_ACCESS_TOKEN}`)),
+  actor_token: Type.Optional(Param(16_384, 'token exchange: an access token of the authenticated client itself (optional)')),
+  actor_token_type: Type.Optional(Param(128, `token exchange, with actor_token: ${TOKEN_TYPE_ACCESS_TOKEN}`)),
+  requested_token_type: Type.Optional(Param(128, `token exchange: ${TOKEN_TYPE_ACCESS_TOKEN} (the default)`)),
   ...ClientCredentials
 }, { additionalProperties: false, title: 'TokenRequest' })
 
 export const TokenResponse = Type.Object({
   access_token: Type.String(),
+  issued_token_type: Type.Optional(Type.Literal(TOKEN_TYPE_ACCESS_TOKEN, { description: 'token exchange only (RFC 8693 §2.2.1)' })),
   token_type: Type.Literal('Bearer'),
   expires_in: Type.Integer(),
   scope: Type.String()
@@ -75,6 +87,7 @@ export const ServerMetadata = Type.Object({
   introspection_endpoint: Type.String(),
   revocation_endpoint: Type.String(),
   grant_types_supported: Type.Array(Type.String()),
+  token_exchange_token_types_supported: Type.Array(Type.String(), { description: 'RFC 8693: the subject, actor and requested token types this issuer exchanges' }),
   token_endpoint_auth_methods_supported: Type.Array(Type.String()),
   introspection_endpoint_auth_methods_supported: Type.Array(Type.String()),
   revocation_endpoint_auth_methods_supported: Type.Array(Type.String()),
