@@ -183,6 +183,14 @@ t.test('the actor revokes its own exchanged token; exchanges count against the a
   t.notOk(await active(app, hop2), 'and what was derived from it')
 })
 
+t.test('the actor introspects the token it obtained; an agent outside the chain without tokens:read sees nothing', async (t) => {
+  const { retriever, summarizer, hop2 } = await chain()
+  t.match(await introspect(app, hop2, retriever), { active: true, client_id: retriever.agentId }, 'the token was issued to the retriever')
+  t.same(await introspect(app, hop2, summarizer), { active: false }, 'the summarizer is in the chain but is not the client')
+  const stranger = await agent(['docs:read'])
+  t.same(await introspect(app, hop2, stranger), { active: false })
+})
+
 t.test('malformed exchanges are invalid_request; exchange parameters on client_credentials are refused', async (t) => {
   const { orchestrator, summarizer, root } = await chain()
   assertOAuthError(t, await exchange(app, summarizer, root, { subject_token: undefined }), 400, 'invalid_request')
