@@ -65,6 +65,8 @@ COPY package.json package-lock.json ./
 RUN --mount=type=cache,target=/root/.npm npm ci --omit=dev --ignore-scripts --no-audit --no-fund \
  && rm -rf /tmp/node-compile-cache
 COPY --from=build /app/dist ./dist
+# the `agentidp` command line (package.json `bin`) on PATH, as npm would link it: `docker run … agentidp --help`
+RUN ln -s /app/dist/cli/agentidp.js /usr/local/bin/agentidp
 # For Amazon RDS: DATABASE_URL=postgresql://…?sslmode=verify-full&sslrootcert=/app/certs/aws-rds-global-bundle.pem
 COPY --from=build /app/certs ./certs
 COPY migrations ./migrations
@@ -79,6 +81,7 @@ EXPOSE 3000
 HEALTHCHECK --interval=30s --timeout=5s --start-period=20s --retries=3 \
   CMD curl -fsS --max-time 4 "http://127.0.0.1:${PORT}/health/live" > /dev/null || exit 1
 STOPSIGNAL SIGTERM
-# `node dist/server.js bootstrap --email …` creates the first admin;
-# `node_modules/.bin/node-pg-migrate up …` (compose.yaml's migrate service) applies migrations.
+# `agentidp bootstrap --email …` (or `node dist/server.js bootstrap --email …`) creates the first admin;
+# `node_modules/.bin/node-pg-migrate up …` (compose.yaml's migrate service) or `agentidp migrate up` applies
+# migrations; `agentidp --help` lists the other commands.
 CMD ["node", "dist/server.js"]

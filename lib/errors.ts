@@ -115,8 +115,11 @@ export function isDependencyFailure (error: unknown): boolean {
   const { code, message } = error as { code?: unknown, message?: unknown }
   if (typeof code === 'string') {
     if (CONNECTION_ERRNOS.has(code)) return true
-    // SQLSTATE class 08 = connection exception; 57P01-57P03 = server shutting down / starting; 53300 = too many connections
-    if (/^08|^57P0[1-3]$|^53300$/.test(code)) return true
+    // SQLSTATE class 08 = connection exception; 57P01-57P03 = server shutting down / starting; 53300 = too many connections;
+    // 57014 = statement cancelled (the pool's statement_timeout, e.g. a write stuck behind a lock) and 55P03 = lock not
+    // available: the database did not finish in time; class 40 = transaction rolled back (serialization failure,
+    // deadlock, completion unknown): worth a retry. All 503, never 500 (test/plugins/statement-cancelled.test.ts).
+    if (/^08|^40|^57P0[1-3]$|^57014$|^55P03$|^53300$/.test(code)) return true
   }
   return typeof message === 'string' && PG_CONNECTION_MESSAGES.test(message)
 }

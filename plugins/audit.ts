@@ -18,7 +18,7 @@ import { recordEvents, type AuditContext, type AuditEntry } from '../services/au
  *   auth.failed    {reason, method, endpoint, ...details}  (the claimed agent only when it exists)
  *   access.denied  {reason, endpoint, ...details}
  * where `endpoint` is the route pattern the request matched. A refusal a flood repeats — an address
- * past a per-IP limit — goes through `limitBreached`: the first from an address is written as
+ * past a per-IP limit, a client past its token rate or its monthly quota — goes through `limitBreached`: the first from an address is written as
  * `denied` writes it, the next ones are counted into one summary row per address and minute
  * (services/audit/floods.ts, written by the jobs plugin), so no request rate turns into as many rows.
  */
@@ -41,8 +41,11 @@ export interface AuditWriter {
   recordMany (request: FastifyRequest, entries: AuditEntry[], db?: Queryable): Promise<void>
   authFailed (request: FastifyRequest, failure: AuthFailure): Promise<void>
   denied (request: FastifyRequest, denial: Denial): Promise<void>
-  /** an address past a per-IP limit was refused: written at the first, counted into a summary after */
-  limitBreached (request: FastifyRequest, breach: { reason: string }): Promise<void>
+  /**
+   * a refusal a flood repeats (an address past a per-IP limit; a client, `agentId`, past its own
+   * limit): written at the first from the address, counted into a summary after
+   */
+  limitBreached (request: FastifyRequest, breach: { reason: string, agentId?: string, details?: Record<string, unknown> }): Promise<void>
   /** writes the summaries of the refusals counted so far now (a timer does it every minute); resolves with how many rows */
   flushSummaries (): Promise<number>
   /** who caused the request's events, for writers that batch them (token issuance) */
@@ -107,8 +110,9 @@ export default fp(async function auditPlugin (app: FastifyInstance) {
       }])
     },
     async limitBreached (request, breach) {
-      if (floods.note(request.ip ?? null, { action: 'access.denied', reason: breach.reason })) {
-        await writer.denied(request, { agentId: null, reason: breach.reason })
+      const agentId = breach.agentId ?? null
+      if (floods.note(request.ip ?? null, { action: 'access.denied', reason: breach.reason, agentId })) {
+        await writer.denied(request, { agentId, reason: breach.reason, details: breach.details })
       }
     },
     flushSummaries: () => floodSummaries.runNow(),

@@ -7,7 +7,8 @@ import { DependencyUnavailableError } from '../lib/errors.js'
 /**
  * The shared cache: Redis in production, an in-process stand-in in dev mode when REDIS_URL is
  * unset. Redis carries what instances must share: the rate-limit windows (plugins/rate-limit.ts
- * uses the client as `app.redis`) and invalidation broadcasts for what instances keep in memory.
+ * uses the client as `app.redis`), reservation counters (client authentication's verifications in
+ * flight per address) and invalidation broadcasts for what instances keep in memory.
  * The durable state — revocation, quotas — is in PostgreSQL, so losing Redis loses nothing that
  * matters. A Redis outage fails requests fast with a 503: the offline queue is off, so nothing
  * waits for a reconnect.
@@ -22,8 +23,20 @@ export interface Cache {
    * be missed (the subscription is down): whatever depends on them must stop trusting its copies.
    */
   listen (channel: string, onMessage: (message: string) => void, onTrust: (trusted: boolean) => void): void
+  /**
+   * A counter every instance shares, for reservations: `reserve` adds one and resolves with the
+   * count, this reservation included; the key lives `ttlMs` past the last reservation, so what a
+   * process that died holding reservations leaves behind expires. `release` takes one back, never
+   * below zero.
+   */
+  reserve (key: string, ttlMs: number): Promise<number>
+  release (key: string): Promise<void>
   close (): Promise<void>
 }
+
+// one round trip each, atomic: the count and its expiry together; a release never leaves a negative count
+const RESERVE = "local n = redis.call('INCR', KEYS[1]) redis.call('PEXPIRE', KEYS[1], ARGV[1]) return n"
+const RELEASE = "local n = redis.call('DECR', KEYS[1]) if n <= 0 then redis.call('DEL', KEYS[1]) end return n"
 
 export type CommandObserver = (command: string, seconds: number) => void
 
@@ -93,6 +106,20 @@ function redisCache (client: Redis, prefix: string, observe: CommandObserver, lo
       if (subscriber.status === 'wait') subscriber.connect().catch(() => {})
       else if (subscriber.status === 'ready') subscriber.subscribe(key).then(() => onTrust(true), () => onTrust(false))
     },
+    async reserve (key, ttlMs) {
+      try {
+        return Number(await client.eval(RESERVE, 1, prefix + key, ttlMs))
+      } catch (error) {
+        throw new DependencyUnavailableError('redis', { cause: error })
+      }
+    },
+    async release (key) {
+      try {
+        await client.eval(RELEASE, 1, prefix + key)
+      } catch (error) {
+        throw new DependencyUnavailableError('redis', { cause: error })
+      }
+    },
     async close () {
       subscriber.disconnect()
       client.disconnect()
@@ -103,6 +130,8 @@ function redisCache (client: Redis, prefix: string, observe: CommandObserver, lo
 /** The in-process stand-in of dev mode: one process, so a broadcast is a local call and always arrives. */
 export function memoryCache (): Cache {
   const listeners = new Map<string, Array<(message: string) => void>>()
+  // one process: no instance can die holding a reservation, so nothing needs to expire
+  const counters = new Map<string, number>()
   return {
     kind: 'memory',
     ping: async () => {},
@@ -110,6 +139,16 @@ export function memoryCache (): Cache {
     listen: (channel, onMessage, onTrust) => {
       listeners.set(channel, [...(listeners.get(channel) ?? []), onMessage])
       onTrust(true)
+    },
+    reserve: async (key) => {
+      const count = (counters.get(key) ?? 0) + 1
+      counters.set(key, count)
+      return count
+    },
+    release: async (key) => {
+      const count = (counters.get(key) ?? 0) - 1
+      if (count <= 0) counters.delete(key)
+      else counters.set(key, count)
     },
     close: async () => { listeners.clear() }
   }

@@ -18,9 +18,10 @@ import { createKeyedLimiter, createLimiter } from '../lib/limiter.js'
  * on its client_id.
  *
  * The limit holds under concurrency: a verification is reserved before it runs, and an IP's
- * failures so far (Redis) plus its verifications in flight (this instance) never exceed the
- * limit — the rest are refused at once with 429. Counting only after the verification let 300
- * simultaneous wrong secrets run 231 of them. And each IP's verifications wait in a queue of their
+ * failures so far plus its verifications in flight — both in Redis, shared by every instance —
+ * never exceed the limit; the rest are refused at once with 429. Counting only after the
+ * verification let 300 simultaneous wrong secrets run 231 of them; counting the reservations per
+ * instance let two instances behind one load balancer run twice the limit (60 of 300). And each IP's verifications wait in a queue of their
  * own, one at a time, before the shared argon2 slots: one address can't fill the shared queue and
  * make every other client's first authentication wait behind it. A success releases its
  * reservation without counting (successful authentications don't count against the IP).
@@ -53,6 +54,8 @@ export interface ClientAuthenticator {
 }
 
 const FAILURE_WINDOW_SECONDS = 60
+// reservations a dead instance left behind expire this long after the address's last reservation
+const RESERVATION_TTL_MS = FAILURE_WINDOW_SECONDS * 1000
 const DIGEST_TTL_MS = 10 * 60_000
 const DIGEST_MAX_ENTRIES = 10_000
 // argon2 runs on libuv's 4 threads, which RS256 signing also uses: keep two of them for signing
@@ -100,8 +103,6 @@ export default fp(async function clientAuthPlugin (app: FastifyInstance) {
   const remembered = new Map<string, Remembered>()
   const argon2Slots = createLimiter(ARGON2_CONCURRENCY, ARGON2_MAX_QUEUED)
   const argon2PerIp = createKeyedLimiter(ARGON2_PER_IP_CONCURRENCY, ARGON2_MAX_QUEUED)
-  /** IP → verifications reserved on this instance and not yet settled (failed and counted, or succeeded) */
-  const inFlight = new Map<string, number>()
   await decoy()
 
   const digestOf = (secret: string) => createHmac('sha256', hmacKey).update(secret).digest()
@@ -181,23 +182,22 @@ export default fp(async function clientAuthPlugin (app: FastifyInstance) {
 
   /**
    * Reserves one verification for the request's IP, or refuses it (429) when the IP's failures so
-   * far plus its verifications in flight on this instance have reached the limit. The reservation is
-   * taken before the count is read, so of two overlapping requests the later one always sees the
-   * earlier: still in flight, or — since a failure is released only after it is counted — in the
-   * count. The caller releases it once the outcome is settled.
+   * far plus its verifications in flight on any instance have reached the limit. The reservation is
+   * taken (an atomic increment of the address's shared counter) before the count is read, so of two
+   * overlapping requests, wherever they run, the later one always sees the earlier: still in
+   * flight, or — since a failure is released only after it is counted — in the count. The caller
+   * releases it once the outcome is settled.
    */
   async function reserveVerification (request: FastifyRequest): Promise<() => void> {
     if (failuresPerIp === null) return () => {}
-    const ip = request.ip
-    const othersInFlight = inFlight.get(ip) ?? 0
-    inFlight.set(ip, othersInFlight + 1)
+    const key = `authfail-inflight:${request.ip}`
+    const othersInFlight = await app.cache.reserve(key, RESERVATION_TTL_MS) - 1
     let released = false
     const release = () => {
       if (released) return
       released = true
-      const left = (inFlight.get(ip) ?? 1) - 1
-      if (left === 0) inFlight.delete(ip)
-      else inFlight.set(ip, left)
+      // sent after the failure's count (same connection, in order); a lost release expires with the key
+      app.cache.release(key).catch((error: unknown) => { app.log.warn({ err: error }, 'could not release a verification reservation; it expires with its key') })
     }
     try {
       const window = await failuresPerIp(request, { increment: false })
@@ -270,4 +270,4 @@ export default fp(async function clientAuthPlugin (app: FastifyInstance) {
   }
   app.decorate('clientAuth', authenticator)
   app.decorateRequest('oauthClient', null)
-}, { name: 'client-auth', dependencies: ['config', 'db', 'rate-limit', 'audit', 'client-directory'], fastify: '5.x' })
+}, { name: 'client-auth', dependencies: ['config', 'db', 'cache', 'rate-limit', 'audit', 'client-directory'], fastify: '5.x' })

@@ -124,11 +124,17 @@ export async function updateAgentFields (db: Queryable, agentId: string, changes
  * Changes the status. Leaving `active` also moves the agent's "valid after" instant to now, which
  * invalidates every token issued before; reactivation leaves it there, so old tokens stay dead.
  * Returns the instant as epoch milliseconds.
+ *
+ * "Now" is the clock as the row is written (`clock_timestamp()`), not the transaction's start
+ * (`now()`): the caller holds the agent's row lock by then, so every issuance that could still
+ * commit without seeing this change (repositories/tokens.ts takes a share lock on the row) has
+ * committed, and its token is older than the instant. With the transaction's start, a token issued
+ * while the transaction made its way to the lock, in a later second, survived a reactivation.
  */
 export async function setAgentStatus (db: Queryable, agentId: string, status: Agent['status']): Promise<number> {
   const { rows } = await db.query<{ valid_after_ms: string }>(
     `UPDATE agents SET status = $2::agent_status,
-       tokens_valid_after = CASE WHEN $2::agent_status = 'active' THEN tokens_valid_after ELSE now() END,
+       tokens_valid_after = CASE WHEN $2::agent_status = 'active' THEN tokens_valid_after ELSE clock_timestamp() END,
        updated_at = now()
      WHERE agent_id = $1
      RETURNING (extract(epoch FROM tokens_valid_after) * 1000)::bigint AS valid_after_ms`, [agentId, status])

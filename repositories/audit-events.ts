@@ -117,3 +117,24 @@ export async function findAuditEvent (db: Queryable, eventId: string): Promise<A
   return rows.length === 0 ? null : toAuditEvent(rows[0])
 }
 
+
+/** A position in the export order: the last event written, by its exact instant and id. */
+export interface ExportPosition { createdAt: string, eventId: string }
+
+/**
+ * The next `limit` events of an export, oldest first, from `since` (inclusive) to `until`
+ * (inclusive), after `position` (keyset on created_at, event_id, as the listing's, ascending).
+ */
+export async function exportAuditEvents (db: Queryable, range: { since?: string, until?: string, after?: ExportPosition, limit: number }):
+Promise<{ events: AuditEvent[], last: ExportPosition | null }> {
+  const conditions: string[] = []
+  const values: unknown[] = []
+  const bind = (value: unknown) => { values.push(value); return `$${values.length}` }
+  if (range.since !== undefined) conditions.push(`created_at >= ${bind(range.since)}::timestamptz`)
+  if (range.until !== undefined) conditions.push(`created_at <= ${bind(range.until)}::timestamptz`)
+  if (range.after !== undefined) conditions.push(`(created_at, event_id) > (${bind(range.after.createdAt)}::timestamptz, ${bind(range.after.eventId)}::uuid)`)
+  const where = conditions.length === 0 ? '' : `WHERE ${conditions.join(' AND ')}`
+  const { rows } = await db.query<EventRow>(`SELECT ${EVENT_COLUMNS} FROM audit_events ${where} ORDER BY created_at, event_id LIMIT ${bind(range.limit)}`, values)
+  const last = rows[rows.length - 1]
+  return { events: rows.map(toAuditEvent), last: last === undefined ? null : { createdAt: last.created_at_exact, eventId: last.event_id } }
+}

@@ -11,7 +11,7 @@ export const MIGRATIONS_TABLE = 'schema_migrations'
  * node-pg-migrate holds an advisory lock for the run; `wait` makes a concurrent runner queue
  * behind it and then find nothing left to do, instead of failing.
  */
-export async function migrate (databaseUrl: string, options: { schema?: string, log?: (message: string) => void } = {}): Promise<string[]> {
+export async function migrate (databaseUrl: string, options: { schema?: string, log?: (message: string) => void, count?: number } = {}): Promise<string[]> {
   // Left alone, node-pg-migrate keeps its tracking table in "public" while the migrations create
   // their tables wherever DATABASE_URL's search_path points: keep both in the same schema.
   const migrationsSchema = options.schema === undefined ? await currentSchema(databaseUrl) : null
@@ -20,7 +20,7 @@ export async function migrate (databaseUrl: string, options: { schema?: string, 
     dir: migrationsDir,
     migrationsTable: MIGRATIONS_TABLE,
     direction: 'up',
-    count: Infinity,
+    count: options.count ?? Infinity,
     checkOrder: true,
     singleTransaction: true,
     advisoryLockMode: 'wait',
@@ -30,6 +30,28 @@ export async function migrate (databaseUrl: string, options: { schema?: string, 
     verbose: false
   })
   return applied.map((migration) => migration.name)
+}
+
+/**
+ * Reverts the `count` most recently applied migrations (newest first), in one transaction, under
+ * the same advisory lock as `migrate`. Returns their names in the order they were reverted.
+ */
+export async function migrateDown (databaseUrl: string, options: { count: number, log?: (message: string) => void }): Promise<string[]> {
+  const migrationsSchema = await currentSchema(databaseUrl)
+  const reverted = await runner({
+    databaseUrl,
+    dir: migrationsDir,
+    migrationsTable: MIGRATIONS_TABLE,
+    direction: 'down',
+    count: options.count,
+    checkOrder: true,
+    singleTransaction: true,
+    advisoryLockMode: 'wait',
+    ...(migrationsSchema === null ? {} : { migrationsSchema }),
+    log: options.log ?? (() => {}),
+    verbose: false
+  })
+  return reverted.map((migration) => migration.name)
 }
 
 /** The schema unqualified CREATE TABLE statements land in (null when search_path names none that exists). */
@@ -49,6 +71,23 @@ export function bundledMigrations (): string[] {
 }
 
 const UNDEFINED_TABLE = '42P01'
+
+export interface AppliedMigration { name: string, runOn: string }
+
+/**
+ * The migrations the database records as applied, in the order they ran (none when it was never
+ * migrated): read where DATABASE_URL's search_path finds the tracking table.
+ */
+export async function appliedMigrations (db: Queryable): Promise<AppliedMigration[]> {
+  try {
+    const { rows } = await db.query<{ name: string, run_on: string }>(
+      `SELECT name, to_char(run_on, 'YYYY-MM-DD"T"HH24:MI:SS') AS run_on FROM ${MIGRATIONS_TABLE} ORDER BY run_on, id`)
+    return rows.map((row) => ({ name: row.name, runOn: row.run_on }))
+  } catch (error) {
+    if ((error as { code?: string }).code !== UNDEFINED_TABLE) throw error
+    return []
+  }
+}
 
 /**
  * The bundled migrations the database has not applied, in order (all of them when it was never

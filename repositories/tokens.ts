@@ -44,13 +44,16 @@ export async function findTokenState (db: Queryable, agentId: string, credential
 
 /**
  * What the issuance was granted on: the credential that authenticated the client, the stored
- * hash its secret was verified against and the agent's "valid after" instant as it was read then.
- * The write refuses the issuance if any of it changed since (issue 11, defect 3).
+ * hash its secret was verified against, the agent's "valid after" instant as it was read then, and
+ * the scopes the token grants (within the capabilities read then). The write refuses the issuance
+ * if any of it changed since, or if the agent's capabilities no longer cover those scopes
+ * (issue 11, defect 3).
  */
 export interface IssuanceBasis {
   credentialId: string
   secretHash: string
   validAfterMs: number
+  scopes: string[]
 }
 
 export interface IssuanceRecord { event: AuditRecord, basis: IssuanceBasis }
@@ -58,32 +61,39 @@ export interface IssuanceRecord { event: AuditRecord, basis: IssuanceBasis }
 export interface IssuanceOutcome {
   /** agents whose whole group did not fit in the monthly quota: the caller settles them one by one */
   overQuota: Set<string>
-  /** events whose client changed after it authenticated (suspended, decommissioned, credential revoked, expired or rotated): no token */
+  /** events whose client changed after it authenticated (suspended, decommissioned, credential revoked, expired or rotated, capabilities narrowed): no token */
   stale: Set<string>
+  /** of the stale events, those whose client is unchanged but for capabilities that no longer cover the token's scopes */
+  narrowed: Set<string>
 }
 
 /**
  * Records a batch of issuances' durable writes in ONE statement (one round trip, one commit).
  * First each issuance's basis is re-checked against the rows as they are now, under a share lock
- * on the agent and the credential: a suspension, revocation or rotation committed before this
- * statement is seen, and one in progress waits for it (their FOR UPDATE conflicts), so no token
+ * on the agent and the credential: a suspension, revocation, rotation or narrowing of capabilities
+ * committed before this statement is seen, and one in progress waits for it (their FOR UPDATE
+ * conflicts; the checks are then evaluated on the rows as that change left them), so no token
  * leaves after such a change commits. Then the monthly quota is incremented per agent only while
  * it stays within `quota` (0 = no limit), in agent order (concurrent batches never deadlock), and
  * only the fresh issuances of agents whose increment succeeded get their `token.issued` event.
  */
 export async function recordIssuances (db: Queryable, records: IssuanceRecord[], quota: number, month: string): Promise<IssuanceOutcome> {
-  const { rows } = await db.query<{ granted_agent: string | null, stale_event: string | null }>({
+  const { rows } = await db.query<{ granted_agent: string | null, stale_event: string | null, narrowed: boolean | null }>({
     name: 'record-issuances',
     text: `WITH basis AS (
-       SELECT * FROM jsonb_to_recordset($2::jsonb) AS b (event_id uuid, agent_id uuid, credential_id uuid, secret_hash text, valid_after_ms bigint)
-     ), fresh AS (
-       SELECT b.event_id, b.agent_id FROM basis b
+       SELECT * FROM jsonb_to_recordset($2::jsonb) AS b (event_id uuid, agent_id uuid, credential_id uuid, secret_hash text, valid_after_ms bigint, scopes text[])
+     ), checked AS (
+       SELECT b.event_id, b.agent_id,
+         a.status = 'active' AND c.status = 'active' AND (c.expires_at IS NULL OR c.expires_at > now())
+           AND ${secretBindingSql('c')} = b.secret_hash
+           AND (extract(epoch FROM a.tokens_valid_after) * 1000)::bigint = b.valid_after_ms AS unchanged,
+         b.scopes <@ a.capabilities AS covered
+       FROM basis b
        JOIN credentials c ON c.credential_id = b.credential_id AND c.client_id = b.agent_id
        JOIN agents a ON a.agent_id = b.agent_id
-       WHERE a.status = 'active' AND c.status = 'active' AND (c.expires_at IS NULL OR c.expires_at > now())
-         AND ${secretBindingSql('c')} = b.secret_hash
-         AND (extract(epoch FROM a.tokens_valid_after) * 1000)::bigint = b.valid_after_ms
        FOR SHARE OF a, c
+     ), fresh AS (
+       SELECT event_id, agent_id FROM checked WHERE unchanged AND covered
      ), wanted AS (
        SELECT agent_id, count(*)::int AS n FROM fresh GROUP BY agent_id ORDER BY agent_id
      ), granted AS (
@@ -95,17 +105,19 @@ export async function recordIssuances (db: Queryable, records: IssuanceRecord[],
      ), events AS (
        ${insertEventsSql('$1', 'e.event_id IN (SELECT event_id FROM fresh) AND e.agent_id IN (SELECT agent_id FROM granted)')}
      )
-     SELECT agent_id AS granted_agent, NULL::uuid AS stale_event FROM granted
+     SELECT agent_id AS granted_agent, NULL::uuid AS stale_event, NULL::boolean AS narrowed FROM granted
      UNION ALL
-     SELECT NULL, event_id FROM basis WHERE event_id NOT IN (SELECT event_id FROM fresh)`,
+     SELECT NULL, b.event_id, coalesce(k.unchanged AND NOT k.covered, false) FROM basis b LEFT JOIN checked k ON k.event_id = b.event_id
+     WHERE b.event_id NOT IN (SELECT event_id FROM fresh)`,
     values: [eventsParameter(records.map((record) => record.event)), basisParameter(records), month, quota]
   })
   const granted = new Set(rows.flatMap((row) => row.granted_agent === null ? [] : [row.granted_agent]))
   const stale = new Set(rows.flatMap((row) => row.stale_event === null ? [] : [row.stale_event]))
+  const narrowed = new Set(rows.flatMap((row) => row.stale_event !== null && row.narrowed === true ? [row.stale_event] : []))
   const overQuota = new Set(records
     .filter((record) => !stale.has(record.event.eventId) && !granted.has(record.event.agentId as string))
     .map((record) => record.event.agentId as string))
-  return { overQuota, stale }
+  return { overQuota, stale, narrowed }
 }
 
 function basisParameter (records: IssuanceRecord[]): string {
@@ -114,7 +126,8 @@ function basisParameter (records: IssuanceRecord[]): string {
     agent_id: event.agentId,
     credential_id: basis.credentialId,
     secret_hash: basis.secretHash,
-    valid_after_ms: basis.validAfterMs
+    valid_after_ms: basis.validAfterMs,
+    scopes: basis.scopes
   })))
 }
 

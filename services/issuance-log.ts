@@ -24,9 +24,10 @@ const MAX_IN_FLIGHT = 1
 /**
  * `issued`: the `token.issued` event is durable, the token may leave; `over_quota`: the agent's
  * monthly quota is exhausted; `stale`: the client changed after it authenticated (suspended,
- * revoked, rotated): no token.
+ * revoked, rotated): no token; `narrowed`: the agent's capabilities no longer cover the token's
+ * scopes (narrowed after it authenticated): no token.
  */
-export type IssuanceOutcome = 'issued' | 'over_quota' | 'stale'
+export type IssuanceOutcome = 'issued' | 'over_quota' | 'stale' | 'narrowed'
 
 interface Waiting { record: IssuanceRecord, settle: (outcome: IssuanceOutcome) => void, fail: (error: unknown) => void }
 
@@ -53,6 +54,12 @@ export interface IssuanceLogOptions {
   onWritten (): void
 }
 
+/** Why the write refused a member whose client changed, or null when it did not. */
+function staleOutcome (waiting: Waiting, stale: Set<string>, narrowed: Set<string>): 'stale' | 'narrowed' | null {
+  const eventId = waiting.record.event.eventId
+  return !stale.has(eventId) ? null : narrowed.has(eventId) ? 'narrowed' : 'stale'
+}
+
 export function createIssuanceLog ({ pool, quota, onWritten }: IssuanceLogOptions): IssuanceLog {
   const queue: Waiting[] = []
   let inFlight = 0
@@ -60,22 +67,23 @@ export function createIssuanceLog ({ pool, quota, onWritten }: IssuanceLogOption
   /** An agent whose whole group did not fit gets what is left of its quota, in arrival order. */
   async function settleOverQuota (group: Waiting[], month: string): Promise<void> {
     const agentId = group[0].record.event.agentId as string
-    const { fitting, stale } = await inTransaction(pool, async function grantRemainder (db: TransactionClient) {
+    const { fitting, stale, narrowed } = await inTransaction(pool, async function grantRemainder (db: TransactionClient) {
       const fitting = group.slice(0, await remainingQuota(db, agentId, month, quota))
       // within what the locked counter has left: no limit for this statement, the basis still re-checked
       const outcome = await recordIssuances(db, fitting.map((waiting) => waiting.record), 0, month)
-      return { fitting: fitting.length, stale: outcome.stale }
+      return { fitting: fitting.length, stale: outcome.stale, narrowed: outcome.narrowed }
     })
     onWritten()
-    group.forEach((waiting, index) => waiting.settle(index >= fitting ? 'over_quota' : stale.has(waiting.record.event.eventId) ? 'stale' : 'issued'))
+    group.forEach((waiting, index) => waiting.settle(index >= fitting ? 'over_quota' : staleOutcome(waiting, stale, narrowed) ?? 'issued'))
   }
 
   async function flushBatch (batch: Waiting[]): Promise<void> {
     const month = currentMonth()
-    const { overQuota, stale } = await recordIssuances(pool, batch.map((waiting) => waiting.record), quota, month)
+    const { overQuota, stale, narrowed } = await recordIssuances(pool, batch.map((waiting) => waiting.record), quota, month)
     onWritten()
     for (const waiting of batch) {
-      if (stale.has(waiting.record.event.eventId)) waiting.settle('stale')
+      const refused = staleOutcome(waiting, stale, narrowed)
+      if (refused !== null) waiting.settle(refused)
       else if (!overQuota.has(waiting.record.event.agentId as string)) waiting.settle('issued')
     }
     for (const agentId of overQuota) {

@@ -284,6 +284,11 @@ check_image () {
   local tmp
   tmp=$(podman run --rm --network none --user 0 --entrypoint /bin/sh "$IMAGE" -c 'stat -c %a /tmp && ls -A /tmp' 2> "$work/tmp.err" | tr '\n' ' ')
   if [ "$tmp" = '1777 ' ]; then ok "the image's /tmp: present, mode 1777, empty"; else not_ok "the image's /tmp is present, mode 1777 and empty (got: $tmp)"; fi
+  # the command line (package.json bin) is on PATH, as the unprivileged user
+  local version expected
+  version=$(podman run --rm --network none "$IMAGE" agentidp --version 2> "$work/version.err" || true)
+  expected=$(node -p 'require("./package.json").version')
+  if [ "$version" = "$expected" ]; then ok "agentidp --version in the image: $version"; else not_ok "agentidp --version in the image prints $expected (got: $version $(cat "$work/version.err"))"; fi
 }
 
 prepare_environment () {
@@ -324,6 +329,12 @@ migrate () {
       ok "migrations applied by the image, read-only and without capabilities ($applied of $expected)"
     else
       fatal "migrations applied by the image ($applied recorded, $expected in migrations/)"
+    fi
+    # the command line agrees: nothing pending (exit 6 would say otherwise)
+    if podman run --rm "${options[@]}" "$IMAGE" agentidp migrate status --check --output json > "$work/status.json" 2> "$work/status.err"; then
+      ok "agentidp migrate status --check in the image: current"
+    else
+      not_ok "agentidp migrate status --check in the image exits 0 (got: $(cat "$work/status.err"))"
     fi
   else
     tail -n 20 "$work/migrate.log"

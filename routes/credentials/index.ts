@@ -29,6 +29,12 @@ export const MAX_ACTIVE_CREDENTIALS = 5
  * time on the agent's locked row (`app.policy.authorizeTarget`): the capabilities checked are the
  * ones the secret will carry, whatever a concurrent PATCH does. Refusals thrown as AccessDenied are
  * audited by the policy plugin after the transaction rolled back.
+ *
+ * The answer to generate and rotate is the only copy of the new secret: a COMMIT whose answer is
+ * lost is settled before answering (`settleCommit`, repositories/transaction.ts), so a 503 means
+ * the change did not happen (the old secret still works) and a change that committed is answered
+ * with its secret. Found by test/resilience/faults-midflight.test.ts: a rotation whose backend
+ * stalled before COMMIT was answered 503, then committed, and left its client with no working secret.
  */
 const credentials: FastifyPluginAsyncTypebox = async function credentialRoutes (app) {
   /** The agent the path names, locked for the rest of the transaction; 404 / 409 when unusable. */
@@ -100,7 +106,7 @@ const credentials: FastifyPluginAsyncTypebox = async function credentialRoutes (
         action: 'credential.generated', agentId, metadata: { credentialId, expiresAt: created.expiresAt }
       }, db)
       return created
-    }).catch(async (error: unknown) => {
+    }, { settleCommit: true }).catch(async (error: unknown) => {
       // no usable secret without its row: a secret placed before a failed insert or commit goes again
       if (secretPlaced) await afterFailedGenerate(app, agentId, credentialId)
       throw error
@@ -151,7 +157,7 @@ const credentials: FastifyPluginAsyncTypebox = async function credentialRoutes (
       const rotated = await replaceSecret(db, credentialId, place)
       await app.audit.record(request, { action: 'credential.rotated', agentId, metadata: { credentialId } }, db)
       return rotated
-    })
+    }, { settleCommit: true })
     await app.clientDirectory.changed({ credentialId })
     await afterRotation(app, place)
     noStore(reply)

@@ -14,8 +14,9 @@ import { refuseExchangeParameters, tokenExchange, type ExchangeGrant } from './t
 
 /**
  * POST /api/v1/token — the client_credentials grant (RFC 6749 §4.4) and the token-exchange grant
- * (RFC 8693, decided in token-exchange.ts) issuing RFC 9068 access tokens. The hot path: the credential and its agent (cached briefly, invalidated on every change,
- * see plugins/client-auth.ts), no argon2 for a secret this instance verified recently, one RS256
+ * (RFC 8693, decided in token-exchange.ts) issuing RFC 9068 access tokens. The hot path: the
+ * credential and its agent (cached briefly, invalidated on every change, see
+ * plugins/client-auth.ts), no argon2 for a secret this instance verified recently, one RS256
  * signature, and the issuance's writes shared with the other requests of the moment in one commit
  * (services/issuance-log.ts).
  */
@@ -40,6 +41,15 @@ const token: FastifyPluginAsyncTypebox = async function tokenRoute (app) {
 
   async function refusal (request: FastifyRequest, client: AuthenticatedClient, reason: string, details: Record<string, unknown> = {}): Promise<void> {
     await app.audit.denied(request, { agentId: client.agentId, reason, details: { actorId: client.agentId, ...details } })
+  }
+
+  /**
+   * A refusal a client repeats for as long as it keeps asking (past its rate, its quota spent): the
+   * first from an address written as `refusal` writes it, the next ones counted into a summary
+   * (plugins/audit.ts), so a client in a retry loop can't fill the audit log.
+   */
+  async function limitBreached (request: FastifyRequest, client: AuthenticatedClient, reason: string): Promise<void> {
+    await app.audit.limitBreached(request, { agentId: client.agentId, reason, details: { actorId: client.agentId } })
   }
 
   /**
@@ -88,18 +98,19 @@ const token: FastifyPluginAsyncTypebox = async function tokenRoute (app) {
       throw new OAuthError(400, 'unsupported_grant_type', `supported grants: ${SUPPORTED_GRANTS.join(', ')}`)
     }
     const client = await app.clientAuth.authenticate(request, body)
+    // every token request of the client counts, refused ones too: past the limit, even a request
+    // that would be refused for its scope costs no audit row of its own
+    if (tokenRequestsPerClient !== null) {
+      const window = await tokenRequestsPerClient(request)
+      if (!window.isAllowed && window.isExceeded) {
+        await limitBreached(request, client, 'rate_limited')
+        throw new RateLimitError(Math.max(1, window.ttlInSeconds), 'rate_limited', 'too many token requests for this client; retry later')
+      }
+    }
     const grant: Grant = body.grant_type === GRANT_TOKEN_EXCHANGE
       ? { ...await decideExchange(request, body, client), exchange: true }
       : await clientCredentialsGrant(request, body, client)
     const { scopes, audience } = grant
-
-    if (tokenRequestsPerClient !== null) {
-      const window = await tokenRequestsPerClient(request)
-      if (!window.isAllowed && window.isExceeded) {
-        await refusal(request, client, 'rate_limited')
-        throw new RateLimitError(Math.max(1, window.ttlInSeconds), 'rate_limited', 'too many token requests for this client; retry later')
-      }
-    }
 
     const iat = issueSecond(Date.now(), client.validAfterMs)
     // a delegated token never outlives the token it was exchanged for
@@ -126,11 +137,11 @@ const token: FastifyPluginAsyncTypebox = async function tokenRoute (app) {
             ...(grant.exchange === true ? { subjectId: grant.subject, subjectJti: grant.subjectJti, chain: grant.chain.agents } : {})
           }
         }),
-        basis: { credentialId: client.credentialId, secretHash: client.secretHash, validAfterMs: client.validAfterMs }
+        basis: { credentialId: client.credentialId, secretHash: client.secretHash, validAfterMs: client.validAfterMs, scopes }
       })
     ])
     if (outcome === 'over_quota') {
-      await refusal(request, client, 'quota_exceeded')
+      await limitBreached(request, client, 'quota_exceeded')
       throw new RateLimitError(secondsUntilNextMonth(), 'quota_exceeded', 'the monthly token quota of this client is exhausted')
     }
     if (outcome === 'stale') {
@@ -138,6 +149,12 @@ const token: FastifyPluginAsyncTypebox = async function tokenRoute (app) {
       await app.audit.authFailed(request, { claimedAgentId: client.agentId, reason: 'client_changed_during_issuance', method: 'client_credentials' })
       throw new OAuthError(401, 'invalid_client', 'client authentication failed',
         client.method === 'client_secret_basic' ? { 'www-authenticate': 'Basic realm="agentidp", charset="UTF-8"' } : {})
+    }
+    if (outcome === 'narrowed') {
+      // capabilities narrowed between authentication and the durable write: the token would carry a
+      // scope the agent no longer has, so none leaves; asked again, the client gets what it has now
+      await refusal(request, client, 'capabilities_changed_during_issuance', { requestedScopes: scopes })
+      throw new OAuthError(400, 'invalid_scope', 'the client\'s capabilities changed while the token was being issued; ask again')
     }
     for (const granted of scopes) app.metrics?.tokensIssued(granted)
     reply.headers({ 'cache-control': 'no-store', pragma: 'no-cache' })

@@ -3,23 +3,29 @@ import { insertAuditEvents } from '../../repositories/audit-events.js'
 import { toAuditRecord, type AuditAction } from './record.js'
 
 /**
- * Refusals that a flood repeats (an address past a per-IP limit) recorded without one row per
- * request, so that the audit trail can't be used to fill the disk. The first refusal of a kind
- * (action and reason) from an address is written in full at once, as any refusal is; the ones after
- * it are only counted here, and `writeFloodSummaries` (scheduled by plugins/jobs.ts once a minute,
- * and once more when the process stops) writes one summary row per address and kind with the count
- * in `metadata.suppressed`, then forgets them: the next refusal from that address is again written
- * in full. A flood thus costs at most two rows per address, kind and minute on each instance,
- * whatever its rate.
+ * Refusals that a flood repeats (an address past a per-IP limit, a client past its token rate or
+ * its monthly quota) recorded without one row per request, so that the audit trail can't be used
+ * to fill the disk. The first refusal of a kind (action and reason) from an address — or, for a
+ * client's own limit, from that client wherever it asks from — is written in full at once, as any
+ * refusal is; the ones after it are only counted here, and `writeFloodSummaries` (scheduled by
+ * plugins/jobs.ts once a minute, and once more when the process stops) writes one summary row per
+ * address (or client) and kind with the count in `metadata.suppressed`, then forgets them: the next
+ * refusal from that address is again written in full. A flood thus costs at most two rows per
+ * address (or client), kind and minute on each instance, whatever its rate.
  *
  * The ledger is per instance and bounded: past MAX_ADDRESSES addresses, refusals from new ones are
  * counted together in one summary without an address (`metadata.addresses: "many"`), so a flood from
  * very many addresses costs neither unbounded memory nor a row per address beyond that.
  */
-export interface FloodKind { action: AuditAction, reason: string }
+export interface FloodKind {
+  action: AuditAction
+  reason: string
+  /** the agent the refusals are about (a client past its own limit); none for an address's limit */
+  agentId?: string | null
+}
 
 export interface FloodSummary extends FloodKind {
-  /** null for the summary of the addresses beyond the ledger's bound */
+  /** null for the summary of the addresses beyond the ledger's bound, and for a client's refusals from several addresses */
   ipAddress: string | null
   suppressed: number
   firstAt: number
@@ -45,7 +51,10 @@ const WRITE_BATCH = 1000
 
 export function createFloodLedger (maxAddresses = MAX_ADDRESSES): FloodLedger {
   const tallies = new Map<string, Tally>()
-  const keyOf = (address: string, kind: FloodKind) => `${address}\u0000${kind.action}\u0000${kind.reason}`
+  const keyOf = (subject: string, kind: FloodKind) => `${subject}\u0000${kind.action}\u0000${kind.reason}`
+  // a client's own limit is the client's whichever address it asks from: one tally per agent
+  const keyFor = (ipAddress: string | null, kind: FloodKind) =>
+    kind.agentId != null ? keyOf(`agent:${kind.agentId}`, kind) : keyOf(ipAddress ?? OVERFLOW, kind)
 
   function count (key: string, ipAddress: string | null, kind: FloodKind, suppressed: number, firstAt: number, lastAt: number): void {
     const tally = tallies.get(key)
@@ -53,6 +62,8 @@ export function createFloodLedger (maxAddresses = MAX_ADDRESSES): FloodLedger {
       tallies.set(key, { ipAddress, kind, suppressed, firstAt, lastAt })
       return
     }
+    // refusals of one client from several addresses: the summary names none of them
+    if (tally.ipAddress !== ipAddress) tally.ipAddress = null
     tally.suppressed += suppressed
     tally.firstAt = Math.min(tally.firstAt, firstAt)
     tally.lastAt = Math.max(tally.lastAt, lastAt)
@@ -60,14 +71,15 @@ export function createFloodLedger (maxAddresses = MAX_ADDRESSES): FloodLedger {
 
   return {
     note (ipAddress, kind, now = Date.now()) {
-      const key = keyOf(ipAddress ?? OVERFLOW, kind)
+      const key = keyFor(ipAddress, kind)
       const tally = tallies.get(key)
       if (tally !== undefined) {
         count(key, ipAddress, kind, 1, now, now)
         return false
       }
       if (tallies.size >= maxAddresses) {
-        count(keyOf(OVERFLOW, kind), null, kind, 1, now, now)
+        const { action, reason } = kind
+        count(keyOf(OVERFLOW, kind), null, { action, reason }, 1, now, now)
         return false
       }
       // the first one: written in full by the caller; only later ones are counted
@@ -83,8 +95,8 @@ export function createFloodLedger (maxAddresses = MAX_ADDRESSES): FloodLedger {
     },
     restore (summaries) {
       for (const summary of summaries) {
-        const kind = { action: summary.action, reason: summary.reason }
-        count(keyOf(summary.ipAddress ?? OVERFLOW, kind), summary.ipAddress, kind, summary.suppressed, summary.firstAt, summary.lastAt)
+        const kind = { action: summary.action, reason: summary.reason, agentId: summary.agentId ?? null }
+        count(keyFor(summary.ipAddress, kind), summary.ipAddress, kind, summary.suppressed, summary.firstAt, summary.lastAt)
       }
     },
     get size () { return tallies.size }
@@ -102,9 +114,10 @@ export async function writeFloodSummaries (db: Queryable, ledger: FloodLedger): 
         {
           action: summary.action,
           outcome: 'failure',
-          agentId: null,
+          agentId: summary.agentId ?? null,
           metadata: {
             reason: summary.reason,
+            ...(summary.agentId == null ? {} : { actorId: summary.agentId }),
             summary: true,
             suppressed: summary.suppressed,
             firstAt: new Date(summary.firstAt).toISOString(),

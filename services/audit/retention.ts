@@ -21,6 +21,8 @@ export interface PruneOptions {
   batchSize?: number
   maxBatches?: number
   now?: Date
+  /** after each batch that deleted events: the running total (a command's progress line) */
+  onProgress?: (deleted: number) => void
 }
 
 /** Deletes one batch; null when another pruner holds the anchor. */
@@ -53,6 +55,7 @@ export async function pruneExpiredEvents (pool: Pool, retentionDays: number, opt
     const result = await pruneBatch(pool, cutoff, batchSize)
     if (result === null) break
     deleted += result.deleted
+    if (result.deleted > 0) options.onProgress?.(deleted)
     if (result.pruned < batchSize) break
   }
   return deleted

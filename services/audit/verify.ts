@@ -20,7 +20,8 @@ function broken (eventId: string | null, checked: number): AuditVerification {
   return { intact: false, checked, firstBrokenEventId: eventId }
 }
 
-export async function verifyChain (pool: Pool, range: VerifyRange, chunk = CHUNK): Promise<AuditVerification> {
+/** `onProgress` hears the running count after each chunk (a command's progress line). */
+export async function verifyChain (pool: Pool, range: VerifyRange, chunk = CHUNK, onProgress?: (checked: number) => void): Promise<AuditVerification> {
   return await inTransaction(pool, async function verify (db) {
     const state = await readChainState(db)
     const whole = range.startDate === undefined && range.endDate === undefined
@@ -41,6 +42,7 @@ export async function verifyChain (pool: Pool, range: VerifyRange, chunk = CHUNK
         checked += 1
         expected += 1
       }
+      onProgress?.(checked)
     }
     // the head must be the last event: deleting the newest events (and their seals) shows here
     if (whole && (expected <= bounds.to || previous === null || !previous.equals(state.headHash))) {

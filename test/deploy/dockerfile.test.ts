@@ -246,3 +246,17 @@ t.test('.dockerignore keeps secrets, local data, tools, installed and built outp
     t.notOk(ignored(path), `${path} (copied by the Dockerfile) is in the build context`)
   }
 })
+
+t.test('the final stage puts package.json\'s bin, agentidp, on PATH (before USER, root-owned)', async (t) => {
+  const packageJson = JSON.parse(readFileSync(join(projectRoot, 'package.json'), 'utf8')) as { bin: Record<string, string> }
+  const link = runs(runtime).find((run) => /\bln -s\b.*\/usr\/local\/bin\/agentidp\b/.test(run.args))
+  t.ok(link, 'a RUN links /usr/local/bin/agentidp')
+  const target = /\bln -s (\S+) \/usr\/local\/bin\/agentidp\b/.exec(link?.args ?? '')?.[1]
+  t.equal(target, `${workdirAt(runtime, link).replace(/\/$/, '')}/${packageJson.bin.agentidp}`, 'to the bin package.json names, inside WORKDIR')
+  const user = last(runtime, 'USER')
+  t.ok(runtime.instructions.indexOf(link as Instruction) < runtime.instructions.indexOf(user as Instruction), 'before USER')
+  const dist = copies(runtime).find((copy) => copyPaths(copy).sources.some((source) => /\/dist\/?$/.test(source)))
+  t.ok(runtime.instructions.indexOf(dist as Instruction) < runtime.instructions.indexOf(link as Instruction), 'after dist/ is copied')
+  const build = JSON.parse(readFileSync(join(projectRoot, 'package.json'), 'utf8')) as { scripts: Record<string, string> }
+  t.match(build.scripts.build, new RegExp(`chmodSync\\('${packageJson.bin.agentidp.replace(/\./g, '\\.')}', 0o755\\)`), 'npm run build makes it executable (COPY keeps the mode)')
+})

@@ -209,6 +209,17 @@ t.test(`compose.yaml's migrate command migrates a fresh schema, run from the sta
   t.same(rows.map((row: { name: string }) => row.name), migrations, 'every migration is recorded in schema_migrations')
 })
 
+t.test(`the command line (package.json bin, linked onto PATH by the stage) runs in it${asRoot ? ' as UID 1001' : ''}`, async (t) => {
+  const bin = (JSON.parse(readFileSync(join(image, 'package.json'), 'utf8')) as { bin: Record<string, string>, version: string })
+  // the link's target, run by its shebang as /usr/local/bin/agentidp would be
+  const result = await runAs(t, join(image, bin.bin.agentidp), ['--version'], baseEnv)
+  t.equal(result.code, 0, 'exits 0', { stderr: result.stderr })
+  t.equal(result.stdout.trim(), bin.version)
+  const status = await runAs(t, process.execPath, [bin.bin.agentidp, 'migrate', 'status', '--check', '--output', 'json'], { ...baseEnv, DATABASE_URL: databaseUrl })
+  t.equal(status.code, 0, 'agentidp migrate status --check: the migrated schema is current', { stderr: status.stderr })
+  t.equal(JSON.parse(status.stdout).current, true)
+})
+
 t.test(`node dist/server.js bootstrap creates the first admin${asRoot ? ' as UID 1001' : ''}`, async (t) => {
   const result = await runAs(t, process.execPath, ['dist/server.js', 'bootstrap', '--email', 'admin@image.test'], { ...baseEnv, DATABASE_URL: databaseUrl })
 

@@ -1,4 +1,3 @@
-import { Agent, request as httpRequest } from 'node:http'
 import { setTimeout as sleep } from 'node:timers/promises'
 import pg from 'pg'
 import t, { type Test } from 'tap'
@@ -6,7 +5,7 @@ import { agentBody } from '../helper.js'
 import { basic, bootstrap } from '../support/oauth-flow.js'
 import { ensureBuild, isAlive, startPrivatePostgres, startPrivateRedis, waitFor } from '../support/private-services.js'
 import { migrate } from '../../repositories/migrations.js'
-import { recordFigures, spawnServer } from './support.js'
+import { auditedActions, FORM_TYPE, httpClient, JSON_TYPE, recordFigures, spawnServer, type Answer } from './support.js'
 
 /**
  * Faults under write traffic (issue 11), against the compiled server on a private PostgreSQL and a
@@ -27,26 +26,9 @@ const { base, pid, server } = await spawnServer(t, postgres.url, {
   REDIS_URL: redis.url, RATE_LIMIT_TOKEN_PER_CLIENT: '0', RATE_LIMIT_AUTH_FAILURES_PER_IP: '0', TOKEN_MONTHLY_QUOTA: '0', MAX_AGENTS_PER_OWNER: '0'
 })
 
-const agent = new Agent({ keepAlive: true, maxSockets: 16 })
-t.teardown(() => agent.destroy())
-interface Answer { status: number, body: string }
-function send (method: string, path: string, headers: Record<string, string>, body?: string): Promise<Answer> {
-  return new Promise((resolve, reject) => {
-    const req = httpRequest(`${base}${path}`, { method, agent, headers: body === undefined ? headers : { ...headers, 'content-length': String(Buffer.byteLength(body)) } }, (res) => {
-      let text = ''
-      res.setEncoding('utf8')
-      res.on('data', (chunk: string) => { text += chunk })
-      res.on('end', () => resolve({ status: res.statusCode ?? 0, body: text }))
-      res.on('error', reject)
-    })
-    req.setTimeout(15_000, () => req.destroy(new Error('no answer within 15 s')))
-    req.on('error', reject)
-    req.end(body)
-  })
-}
+const { send } = httpClient(t, base)
 
-const JSON_TYPE = { 'content-type': 'application/json' }
-const FORM = { 'content-type': 'application/x-www-form-urlencoded' }
+const FORM = FORM_TYPE
 const tokenResponse = await send('POST', '/api/v1/token', { authorization: basic(admin.clientId, admin.clientSecret), ...FORM }, 'grant_type=client_credentials')
 const adminBearer = { authorization: `Bearer ${(JSON.parse(tokenResponse.body) as { access_token: string }).access_token}` }
 
@@ -112,20 +94,6 @@ async function until (what: string, probe: () => boolean, timeoutMs = 20_000): P
   await waitFor(what, probe, timeoutMs, 20)
 }
 
-/** The audit rows written by this file's requests: User-Agent → actions. */
-async function auditedActions (): Promise<Map<string, string[]>> {
-  const db = new pg.Client({ connectionString: postgres.url })
-  await db.connect()
-  try {
-    const { rows } = await db.query<{ user_agent: string, action: string }>("SELECT user_agent, action FROM audit_events WHERE user_agent LIKE 'faults/%'")
-    const byAgent = new Map<string, string[]>()
-    for (const row of rows) byAgent.set(row.user_agent, [...(byAgent.get(row.user_agent) ?? []), row.action])
-    return byAgent
-  } finally {
-    await db.end()
-  }
-}
-
 let racesLost = 0
 /** Every answer a success or a 503, every success with exactly its one audit event. */
 async function judge (t: Test, scenario: string): Promise<void> {
@@ -137,7 +105,7 @@ async function judge (t: Test, scenario: string): Promise<void> {
   t.same(wrong.map((entry) => `${entry.userAgent} ${entry.action}: ${entry.error ?? `${entry.status} ${entry.body}`}`).slice(0, 10), [], 'every answer is a success or a documented 503, none lost')
 
   // events are written in the request's own transaction: by the time a 2xx is sent, its row is committed
-  const audited = await auditedActions()
+  const audited = await auditedActions(postgres.url, 'faults/')
   const successes = mine.filter((entry) => entry.status === 200 || entry.status === 201)
   const missing = successes.filter((entry) => !(audited.get(entry.userAgent) ?? []).includes(entry.action))
   const doubled = mine.filter((entry) => (audited.get(entry.userAgent) ?? []).filter((action) => action === entry.action).length > 1)

@@ -32,7 +32,7 @@ t.test('a member PostgreSQL refuses fails alone; every innocent member of its ba
         userAgent: null,
         metadata: { n }
       },
-      basis: { credentialId, secretHash, validAfterMs }
+      basis: { credentialId, secretHash, validAfterMs, scopes: [] }
     })
   }
 

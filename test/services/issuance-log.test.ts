@@ -13,7 +13,9 @@ import { bootstrap, registerClient, requestToken, tokenFor, withDb, type Client,
 const QUOTA = 50
 // every request of a cold burst runs argon2 (≈ 45 ms, two at a time per instance): keep it modest
 const COLD_BURST = 60
-const env = { TOKEN_MONTHLY_QUOTA: String(QUOTA), RATE_LIMIT_TOKEN_PER_CLIENT: '0' }
+// only the quota: a cold burst is 60 first authentications at once from one address, which the
+// per-address reservation of verifications (shared by the instances) would partly refuse
+const env = { TOKEN_MONTHLY_QUOTA: String(QUOTA), RATE_LIMIT_TOKEN_PER_CLIENT: '0', RATE_LIMIT_AUTH_FAILURES_PER_IP: '0' }
 const a = await build(t, { env })
 const b = await build(t, { databaseUrl: a.databaseUrl, env })
 const admin = await bootstrap(a.databaseUrl)
@@ -34,13 +36,16 @@ async function burst (client: Client, n: number): Promise<Tally> {
 interface Durable { counted: number | null, rows: number, events: number, refusalsAudited: number }
 
 async function durableState (agentId: string): Promise<Durable> {
+  // a client's repeated quota refusals are written as the first in full and a summary of the rest
+  await a.audit.flushSummaries()
+  await b.audit.flushSummaries()
   return await withDb(a.databaseUrl, async (db) => {
     const { rows: [state] } = await db.query<{ counted: number | null, rows: number, events: number, refusals: number }>(
       `SELECT (SELECT count FROM token_monthly_counts WHERE agent_id = $1 AND month = $2::date) AS counted,
          (SELECT count(DISTINCT metadata->>'jti')::int FROM audit_events WHERE action = 'token.issued' AND agent_id = $1) AS rows,
          (SELECT count(*)::int FROM audit_events WHERE agent_id = $1 AND action = 'token.issued') AS events,
-         (SELECT count(*)::int FROM audit_events WHERE agent_id = $1 AND action = 'access.denied'
-            AND metadata->>'reason' = 'quota_exceeded') AS refusals`, [agentId, currentMonth()])
+         (SELECT coalesce(sum(coalesce((metadata->>'suppressed')::int, 1)), 0)::int FROM audit_events WHERE agent_id = $1
+            AND action = 'access.denied' AND metadata->>'reason' = 'quota_exceeded') AS refusals`, [agentId, currentMonth()])
     return { counted: state.counted, rows: state.rows, events: state.events, refusalsAudited: state.refusals }
   })
 }
@@ -86,7 +91,7 @@ t.test('parallel requests at the quota boundary on two instances never issue mor
   t.equal(new Set(issued.map(jtiOf)).size, QUOTA, 'each with its own jti')
   const durable = await durableState(client.clientId)
   t.same(durable, { counted: QUOTA, rows: QUOTA, events: QUOTA, refusalsAudited: 40 },
-    'token_monthly_counts, distinct jtis and token.issued events equal the tokens issued; each refusal is audited')
+    'token_monthly_counts, distinct jtis and token.issued events equal the tokens issued; each refusal is audited (in full or in a summary\'s count)')
 })
 
 t.test('a cold burst far past the quota on two instances issues exactly the quota', async (t) => {

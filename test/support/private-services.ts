@@ -297,7 +297,7 @@ export function baseEnv (): Record<string, string | undefined> {
 
 export const compiledServer = join(projectRoot, 'dist', 'server.js')
 
-const BUILD_INPUTS = ['.', 'plugins', 'routes', 'schemas', 'cli', 'lib']
+const BUILD_INPUTS = ['.', 'plugins', 'routes', 'services', 'repositories', 'schemas', 'cli', 'lib']
 
 function newestSource (): number {
   let newest = 0

@@ -183,7 +183,8 @@ t.test('limit breaches are refused and audited once each', async (t) => {
       { action: 'access.denied', agent_id: agentId, metadata: { actorId: agentId, reason: 'invalid_scope', requestedScopes: ['agents:write'] } })
   })
   t.test('token requests per client', async (t) => {
-    for (let n = 0; n < 2; n += 1) t.equal((await requestToken(limited, client)).statusCode, 200)
+    // every token request of the client counts, so the invalid_scope request above took one of the two
+    t.equal((await requestToken(limited, client)).statusCode, 200)
     one(t, await added(limited, () => requestToken(limited, client)), { action: 'access.denied', agent_id: agentId, metadata: { reason: 'rate_limited' } })
   })
   t.test('failed authentications per IP', async (t) => {

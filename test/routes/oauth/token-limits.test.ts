@@ -83,3 +83,38 @@ t.test('TOKEN_MONTHLY_QUOTA=2: the third token of the month is 429 quota_exceede
   t.same(denied.map((row) => row.metadata.reason), ['quota_exceeded'], 'the refusal is audited once')
   t.equal((await requestToken(app, other)).statusCode, 200, 'the quota is per agent')
 })
+
+t.test('a client in a retry loop past its rate limit or its quota costs no audit row per refusal', async (t) => {
+  // found by test/resilience/races.test.ts: every 429 of a client past RATE_LIMIT_TOKEN_PER_CLIENT
+  // or TOKEN_MONTHLY_QUOTA wrote an access.denied row of its own, so any client (or whoever holds
+  // its secret) could fill the audit log at the token endpoint's rate
+  const app = await build(t, { env: { RATE_LIMIT_TOKEN_PER_CLIENT: '2', TOKEN_MONTHLY_QUOTA: '3' } })
+  const admin = await seedAdmin(app)
+  const limited = await registerClient(app, admin.headers)
+  const spent = await registerClient(app, admin.headers)
+  const REQUESTS = 40
+
+  const answers = []
+  // from ten addresses: the limit is the client's, and so is the ledger of its refusals
+  for (let n = 0; n < REQUESTS; n += 1) {
+    answers.push(await requestToken(app, limited, { remoteAddress: `198.51.100.${(n % 10) + 1}`, ...(n % 2 === 0 ? {} : { fields: { scope: 'agents:write' } }) }))
+  }
+  t.equal(answers.filter((res) => res.statusCode === 429).length, REQUESTS - 2, 'past the limit every request is 429, the ones asking for a scope they lack too')
+  t.same((await auditRows(app, 'access.denied', { agentId: limited.agentId })).map((row) => row.metadata.reason), ['invalid_scope', 'rate_limited'],
+    'the refusal within the limit, then the first breach: no row per refusal')
+
+  // the quota, on another instance of the same deployment without the rate limit
+  const quotaApp = await build(t, { env: { RATE_LIMIT_TOKEN_PER_CLIENT: '0', TOKEN_MONTHLY_QUOTA: '3' }, databaseUrl: app.databaseUrl })
+  for (let n = 0; n < REQUESTS; n += 1) await requestToken(quotaApp, spent)
+  t.same((await auditRows(app, 'access.denied', { agentId: spent.agentId })).map((row) => row.metadata.reason), ['quota_exceeded'], 'one quota refusal written in full')
+
+  await app.audit.flushSummaries()
+  await quotaApp.audit.flushSummaries()
+  const rows = [...await auditRows(app, 'access.denied', { agentId: limited.agentId }), ...await auditRows(app, 'access.denied', { agentId: spent.agentId })]
+  const summaries = rows.filter((row) => row.metadata.summary === true)
+  t.same(summaries.map((row) => [row.metadata.reason, row.metadata.suppressed, row.metadata.actorId]).sort(),
+    [['quota_exceeded', REQUESTS - 3 - 1, spent.agentId], ['rate_limited', REQUESTS - 2 - 1, limited.agentId]],
+    'the others are counted in one summary each, about the client')
+  t.same(summaries.map((row) => [row.metadata.reason, row.ip_address, row.metadata.addresses ?? null]).sort(),
+    [['quota_exceeded', '127.0.0.1', null], ['rate_limited', null, 'many']], 'naming the address when there was one')
+})
