@@ -2,7 +2,9 @@ import fp from 'fastify-plugin'
 import { decodeJwt, errors as joseErrors, type JWTPayload } from 'jose'
 import type { FastifyInstance, FastifyRequest } from 'fastify'
 import { findTokenState } from '../repositories/tokens.js'
+import { findDelegationState } from '../repositories/delegations.js'
 import { revocationReason, type RevocationReason } from '../services/revocation.js'
+import { actorsOf, chainRevocationReason, chainScopes, MAX_CHAIN_LENGTH } from '../services/delegation.js'
 import { RateLimitError, UnknownKeyError, unauthorized } from '../lib/errors.js'
 import { parseAuthorization } from '../lib/authorization.js'
 import { isUuid } from '../lib/uuid.js'
@@ -76,7 +78,8 @@ const DESCRIPTIONS: Record<FailureReason, string> = {
   agent_suspended: 'the access token is no longer valid',
   agent_decommissioned: 'the access token is no longer valid',
   token_revoked: 'the access token has been revoked',
-  credential_revoked: 'the access token has been revoked'
+  credential_revoked: 'the access token has been revoked',
+  delegation_revoked: 'the access token has been revoked'
 }
 
 /** Maps jose's verification errors onto our reasons. */
@@ -189,26 +192,36 @@ export default fp(async function authPlugin (app: FastifyInstance) {
     if (!isUuid(sub)) return { ok: false, reason: 'malformed_token', claimedAgentId: null }
     const credentialId = credentialOfTokenId(jti)
     if (credentialId === null) return { ok: false, reason: 'malformed_token', claimedAgentId: sub }
+    const granted = typeof claims.scope === 'string' ? claims.scope.split(' ').filter(Boolean) : []
+    const principal = (scopes: string[], delegated: boolean): Validation => ({
+      ok: true,
+      principal: {
+        agentId: sub,
+        clientId: typeof claims.client_id === 'string' ? claims.client_id : sub,
+        scopes,
+        jti,
+        iat: claims.iat as number,
+        exp: claims.exp as number,
+        delegated,
+        claims
+      }
+    })
+    if (claims.act !== undefined) {
+      // a delegated token: alive only while every link of its chain is (services/delegation.ts)
+      if (actorsOf(claims.act, MAX_CHAIN_LENGTH) === null) return { ok: false, reason: 'malformed_token', claimedAgentId: sub }
+      const chain = await findDelegationState(app.pg, jti)
+      if (chain === null || chain.agents[0] !== sub) return { ok: false, reason: 'token_revoked', claimedAgentId: sub }
+      const reason = chainRevocationReason(chain)
+      if (reason !== null) return { ok: false, reason, claimedAgentId: sub }
+      return principal(chainScopes(granted, chain), true)
+    }
     // the durable state, read now from PostgreSQL: the same answer on every instance at once,
     // and an unreadable state is an error (503), never a valid token
     const state = await findTokenState(app.pg, sub, credentialId, jti)
     if (state === null) return { ok: false, reason: 'unknown_agent', claimedAgentId: null }
     const reason = revocationReason(state, claims.iat as number)
     if (reason !== null) return { ok: false, reason, claimedAgentId: sub }
-    const granted = typeof claims.scope === 'string' ? claims.scope.split(' ').filter(Boolean) : []
-    return {
-      ok: true,
-      principal: {
-        agentId: sub,
-        clientId: typeof claims.client_id === 'string' ? claims.client_id : sub,
-        scopes: granted.filter((scope) => state.capabilities.includes(scope)),
-        jti,
-        iat: claims.iat as number,
-        exp: claims.exp as number,
-        delegated: claims.act !== undefined,
-        claims
-      }
-    }
+    return principal(granted.filter((scope) => state.capabilities.includes(scope)), false)
   }
 
   async function authenticate (request: FastifyRequest): Promise<void> {

@@ -37,6 +37,7 @@ const EnvSchema = Type.Object({
   VAULT_RECONCILE_INTERVAL_SECONDS: Type.Integer({ minimum: 1, maximum: 86_400, default: 900, description: 'how often Vault secrets without a usable credential row are removed' }),
   POLICY_DIR: Type.String({ default: bundledPolicyDir, minLength: 1, maxLength: 4096, description: 'the authorization policy; default: the policies/ bundled with the code' }),
   TOKEN_TTL_SECONDS: Type.Integer({ minimum: 60, maximum: 86_400, default: 3600 }),
+  DELEGATION_MAX_DEPTH: Type.Integer({ minimum: 1, maximum: 16, default: 4, description: 'most hops (actors) a token-exchange chain may have' }),
   RATE_LIMIT_TOKEN_PER_CLIENT: Limit(100, 'token requests per minute per client_id'),
   RATE_LIMIT_AUTH_FAILURES_PER_IP: Limit(30, 'failed client authentications per minute per IP'),
   RATE_LIMIT_BEARER_FAILURES_PER_IP: Limit(100, 'failed Bearer authentications (no, malformed or invalid access token) per minute per IP'),

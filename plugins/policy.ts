@@ -1,7 +1,7 @@
 import fp from 'fastify-plugin'
 import type { FastifyInstance, FastifyReply, FastifyRequest, RouteHandlerMethod } from 'fastify'
 import type { Principal } from './auth.js'
-import { loadPolicy, type Decision, type PolicyInput, type PolicyEngine } from '../services/policy.js'
+import { loadPolicy, type Decision, type PolicyData, type PolicyInput, type PolicyEngine } from '../services/policy.js'
 import { AccessDenied, agentNotFound, forbidden, insufficientScope, ProblemError } from '../lib/errors.js'
 import { isUuid } from '../lib/uuid.js'
 
@@ -45,6 +45,11 @@ declare module 'fastify' {
   }
 }
 
+/** Whether the action hands out its target's power (a delegation rule never does). */
+function confersCapabilities (rule: PolicyData['actions'][string] | undefined): boolean {
+  return rule !== undefined && 'confersCapabilities' in rule && rule.confersCapabilities === true
+}
+
 function principalInput (principal: Principal): PolicyInput['principal'] {
   return { agentId: principal.agentId, scopes: principal.scopes, delegated: principal.delegated }
 }
@@ -79,7 +84,7 @@ export default fp(async function policyPlugin (app: FastifyInstance) {
       capabilities.filter((scope) => data.platformScopes.includes(scope) && !principal.scopes.includes(scope)),
     authorizeTarget (request, target) {
       const action = request.routeOptions.config.policy as string
-      if (data.actions[action]?.confersCapabilities !== true) {
+      if (!confersCapabilities(data.actions[action])) {
         // the first look decided everything for these; a second one would only hide a mistake
         throw new Error(`authorizeTarget called for ${action}, which confers no capabilities`)
       }
@@ -95,7 +100,11 @@ export default fp(async function policyPlugin (app: FastifyInstance) {
       })
     },
     platformScopes: data.platformScopes,
-    scopeOf: (action) => data.actions[action]?.scope
+    scopeOf (action) {
+      const rule = data.actions[action]
+      // a delegation rule names no scope: who may act is decided by mayAct alone
+      return rule !== undefined && 'scope' in rule ? rule.scope : undefined
+    }
   }
   app.decorate('policy', policy)
 
@@ -126,7 +135,7 @@ export default fp(async function policyPlugin (app: FastifyInstance) {
    * by a 500 before anything (a secret) leaves.
    */
   function guardHandler (handler: RouteHandlerMethod, action: string): RouteHandlerMethod {
-    const needsTarget = data.actions[action].confersCapabilities === true
+    const needsTarget = confersCapabilities(data.actions[action])
     return async function guardedHandler (this: FastifyInstance, request: FastifyRequest, reply: FastifyReply) {
       try {
         const result: unknown = await handler.call(this, request, reply)

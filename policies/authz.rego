@@ -13,14 +13,18 @@
 # input: {
 #   "principal": {"agentId": "<uuid>", "scopes": ["agents:read", ...], "delegated": false},
 #   "action":    "agents.update",
-#   "target":    {"agentId": "<uuid>", "capabilities"?: ["docs:read", ...]} | null
+#   "target":    {"agentId": "<uuid>", "capabilities"?: ["docs:read", ...]} | null,
+#   "delegation"?: {"subject": {"agentId", "mayAct": [...]}, "previous": {"agentId", "mayAct": [...]}}
 # }
 # `target.capabilities` (the target's current capabilities, from the row the handler locked) is
 # given only on the second look at an action whose rule says `confersCapabilities`.
-# data:  {"platformScopes": [...], "actions": {"<action>": {"scope", "selfService"?, "visibleWith"?, "confersCapabilities"?}}}
+# `delegation` is given for a token exchange (action "tokens.exchange"): who may act for the chain's
+# subject, and for the previous actor (the subject itself on the first hop).
+# data:  {"platformScopes": [...], "actions": {"<action>": {"scope", "selfService"?, "visibleWith"?, "confersCapabilities"?} | {"delegation": true}}}
 #
 # decision: {"allow": true} or {"allow": false, "reason": R, "scope": S} where R is, checked in this order,
 #   "unknown_action"       the action is not in data.actions (scope null)
+#   "delegation_refused"   a delegation rule: the caller is in neither mayAct list (scope null)
 #   "not_visible"          another agent's resource the caller holds none of the visibleWith scopes
 #                          for: answered 404, whatever else it holds
 #   "insufficient_scope"   the caller lacks the action's scope (and self-service does not apply): 403
@@ -75,9 +79,21 @@ must_hold contains scope if {
 
 missing := sort([scope | some scope in must_hold; not holds(scope)])
 
+# a token exchange: the actor must be named by the chain's subject or by the previous actor
+delegation_rule if object.get(rule, "delegation", false) == true
+
+may_act if input.principal.agentId in input.delegation.subject.mayAct
+
+may_act if input.principal.agentId in input.delegation.previous.mayAct
+
 default decision := {"allow": false, "reason": "unknown_action", "scope": null}
 
-decision := {"allow": false, "reason": "not_visible", "scope": rule.scope} if {
+decision := {"allow": true} if {
+	delegation_rule
+	may_act
+} else := {"allow": false, "reason": "delegation_refused", "scope": null} if {
+	delegation_rule
+} else := {"allow": false, "reason": "not_visible", "scope": rule.scope} if {
 	rule
 	input.target != null
 	not visible

@@ -16,12 +16,13 @@ interface AgentRow {
   owner: string
   deployment_env: Agent['deploymentEnv']
   status: Agent['status']
+  may_act: string[]
   created_at: Date
   updated_at: Date
   created_at_exact: string
 }
 
-const COLUMNS = `agent_id, email, agent_type, version, capabilities, owner, deployment_env, status,
+const COLUMNS = `agent_id, email, agent_type, version, capabilities, owner, deployment_env, status, may_act,
   created_at, updated_at, ${exactTimestamp('created_at')} AS created_at_exact`
 
 function toAgent (row: AgentRow): Agent {
@@ -34,6 +35,7 @@ function toAgent (row: AgentRow): Agent {
     owner: row.owner,
     deploymentEnv: row.deployment_env,
     status: row.status,
+    mayAct: row.may_act,
     createdAt: row.created_at.toISOString(),
     updatedAt: row.updated_at.toISOString()
   }
@@ -113,6 +115,7 @@ export async function updateAgentFields (db: Queryable, agentId: string, changes
   if (changes.owner !== undefined) set('owner', changes.owner)
   if (changes.deploymentEnv !== undefined) set('deployment_env', changes.deploymentEnv)
   if (changes.agentType !== undefined) set('agent_type', changes.agentType)
+  if (changes.mayAct !== undefined) set('may_act', changes.mayAct)
   if (assignments.length === 0) return
   await db.query(`UPDATE agents SET ${assignments.join(', ')}, updated_at = now() WHERE agent_id = $1`, values)
 }
@@ -169,4 +172,11 @@ export async function countAgents (db: Queryable): Promise<number> {
 export async function agentExists (db: Queryable, agentId: string): Promise<boolean> {
   const { rowCount } = await db.query('SELECT 1 FROM agents WHERE agent_id = $1', [agentId])
   return rowCount === 1
+}
+
+/** Who may act for each of `agentIds` (token exchange), by agent id; an agent that does not exist is absent. */
+export async function findMayAct (db: Queryable, agentIds: string[]): Promise<Map<string, string[]>> {
+  const { rows } = await db.query<{ agent_id: string, may_act: string[] }>(
+    'SELECT agent_id, may_act FROM agents WHERE agent_id = ANY ($1::uuid[])', [agentIds])
+  return new Map(rows.map((row) => [row.agent_id, row.may_act]))
 }

@@ -16,6 +16,7 @@ export const Version = Type.String({ pattern: SEMVER, maxLength: 64, description
 export const Capabilities = Type.Array(Scope, { minItems: 1, maxItems: 64, uniqueItems: true, description: 'scopes this agent may be granted' })
 export const Owner = SafeText(1, 128, { description: 'owner label (not a tenant boundary)' })
 export const Email = Type.String({ format: 'email', maxLength: 254, description: 'unique; immutable' })
+export const MayAct = Type.Array(Uuid, { maxItems: 64, uniqueItems: true, description: 'agents allowed to act for this one through token exchange (RFC 8693)' })
 
 const AGENT_EXAMPLE = {
   agentId: EXAMPLE.agentId,
@@ -26,6 +27,7 @@ const AGENT_EXAMPLE = {
   owner: 'team-finance',
   deploymentEnv: 'production',
   status: 'active',
+  mayAct: [],
   createdAt: EXAMPLE.createdAt,
   updatedAt: EXAMPLE.updatedAt
 }
@@ -39,6 +41,7 @@ export const Agent = Type.Object({
   owner: Type.String(),
   deploymentEnv: DeploymentEnv,
   status: AgentStatus,
+  mayAct: Type.Array(Type.String(), { description: 'agents allowed to act for this one (token exchange); set with PATCH' }),
   createdAt: Timestamp,
   updatedAt: Timestamp
 }, { $id: 'Agent', title: 'Agent', description: 'A registered agent (its agentId is also its OAuth client_id)', examples: [AGENT_EXAMPLE] })
@@ -72,7 +75,8 @@ export const UpdateAgent = Type.Object({
   version: Type.Optional(Version),
   owner: Type.Optional(Owner),
   deploymentEnv: Type.Optional(DeploymentEnv),
-  agentType: Type.Optional(AgentType)
+  agentType: Type.Optional(AgentType),
+  mayAct: Type.Optional(MayAct)
 }, {
   $id: 'UpdateAgent',
   additionalProperties: false,

@@ -21,21 +21,34 @@ const ClientCredentials = {
   client_secret: Type.Optional(Param(256, 'client_secret_post: the secret; leave out with HTTP Basic', [EXAMPLE.clientSecret]))
 }
 
+export const GRANT_CLIENT_CREDENTIALS = 'client_credentials'
+export const GRANT_TOKEN_EXCHANGE = 'urn:ietf:params:oauth:grant-type:token-exchange'
+/** RFC 8693 §3: the only token type this issuer takes and issues in an exchange */
+export const TOKEN_TYPE_ACCESS_TOKEN = 'urn:ietf:params:oauth:token-type:access_token' as const
+
 export const TokenRequest = Type.Object({
-  grant_type: Param(128, 'client_credentials', ['client_credentials']),
-  scope: Type.Optional(Type.String({ maxLength: 4096, pattern: '^[\\x20-\\x7e]*$', description: 'space-separated; left out: every capability', examples: ['agents:read agents:write'] })),
+  grant_type: Param(128, `${GRANT_CLIENT_CREDENTIALS}, or ${GRANT_TOKEN_EXCHANGE} (RFC 8693)`, [GRANT_CLIENT_CREDENTIALS]),
+  scope: Type.Optional(Type.String({ maxLength: 4096, pattern: '^[\\x20-\\x7e]*$', description: 'space-separated; left out: every capability (for an exchange: the subject token\'s scope ∩ the actor\'s capabilities)', examples: ['agents:read agents:write'] })),
   resource: Type.Optional(Param(2048, 'RFC 8707 resource indicator; becomes aud (left out: the issuer)', ['https://api.example.com/orders'])),
+  // the token-exchange parameters carry no example: Swagger UI's form would send it with client_credentials
+  audience: Type.Optional(Param(2048, 'token exchange: the audience of the issued token (RFC 8693 §2.1); like resource')),
+  subject_token: Type.Optional(Param(16_384, 'token exchange: an access token of this issuer, the party on whose behalf the actor acts')),
+  subject_token_type: Type.Optional(Param(128, `token exchange: ${TOKEN_TYPE_ACCESS_TOKEN}`)),
+  actor_token: Type.Optional(Param(16_384, 'token exchange: an access token of the authenticated client itself (optional)')),
+  actor_token_type: Type.Optional(Param(128, `token exchange, with actor_token: ${TOKEN_TYPE_ACCESS_TOKEN}`)),
+  requested_token_type: Type.Optional(Param(128, `token exchange: ${TOKEN_TYPE_ACCESS_TOKEN} (the default)`)),
   ...ClientCredentials
 }, {
   $id: 'TokenRequest',
   additionalProperties: false,
   title: 'TokenRequest',
-  description: 'RFC 6749 §4.4.2. The client authenticates with HTTP Basic (client_secret_basic) or with client_id and client_secret here (client_secret_post), not both.',
+  description: 'RFC 6749 §4.4.2, or RFC 8693 §2.1 (token exchange). The client authenticates with HTTP Basic (client_secret_basic) or with client_id and client_secret here (client_secret_post), not both.',
   examples: [{ grant_type: 'client_credentials' }]
 })
 
 export const TokenResponse = Type.Object({
   access_token: Type.String({ description: 'an RFC 9068 JWT (RS256), to send as `Authorization: Bearer <access_token>`' }),
+  issued_token_type: Type.Optional(Type.Literal(TOKEN_TYPE_ACCESS_TOKEN, { description: 'token exchange only (RFC 8693 §2.2.1)' })),
   token_type: Type.Literal('Bearer'),
   expires_in: Type.Integer({ description: 'seconds until it expires' }),
   scope: Type.String({ description: 'the scopes granted, space-separated' })
@@ -126,6 +139,7 @@ export const AuthorizationServerMetadata = Type.Object({
   introspection_endpoint: Type.String(),
   revocation_endpoint: Type.String(),
   grant_types_supported: Type.Array(Type.String()),
+  token_exchange_token_types_supported: Type.Array(Type.String(), { description: 'RFC 8693: the subject, actor and requested token types this issuer exchanges' }),
   token_endpoint_auth_methods_supported: Type.Array(Type.String()),
   introspection_endpoint_auth_methods_supported: Type.Array(Type.String()),
   revocation_endpoint_auth_methods_supported: Type.Array(Type.String()),
@@ -142,7 +156,8 @@ export const AuthorizationServerMetadata = Type.Object({
     jwks_uri: 'http://localhost:3000/.well-known/jwks.json',
     introspection_endpoint: 'http://localhost:3000/api/v1/token/introspect',
     revocation_endpoint: 'http://localhost:3000/api/v1/token/revoke',
-    grant_types_supported: ['client_credentials'],
+    grant_types_supported: ['client_credentials', 'urn:ietf:params:oauth:grant-type:token-exchange'],
+    token_exchange_token_types_supported: ['urn:ietf:params:oauth:token-type:access_token'],
     token_endpoint_auth_methods_supported: ['client_secret_basic', 'client_secret_post'],
     introspection_endpoint_auth_methods_supported: ['client_secret_basic', 'client_secret_post', 'bearer'],
     revocation_endpoint_auth_methods_supported: ['client_secret_basic', 'client_secret_post', 'bearer'],

@@ -37,9 +37,12 @@ const Rule = Type.Object({
   confersCapabilities: Type.Optional(Type.Boolean())
 }, { additionalProperties: false })
 
+/** A token exchange: the caller (the actor) must be in the `mayAct` of the chain's subject or of the previous actor. */
+const DelegationRule = Type.Object({ delegation: Type.Literal(true) }, { additionalProperties: false })
+
 export const PolicyData = Type.Object({
   platformScopes: Type.Array(Type.String({ minLength: 1 }), { minItems: 1 }),
-  actions: Type.Record(Type.String({ pattern: '^[a-z]+\\.[a-z]+$' }), Rule)
+  actions: Type.Record(Type.String({ pattern: '^[a-z]+\\.[a-z]+$' }), Type.Union([Rule, DelegationRule]))
 }, { additionalProperties: false })
 export type PolicyData = Static<typeof PolicyData>
 
@@ -52,9 +55,13 @@ export interface PolicyInput {
    * (the policy plugin's first look, before the handler has read the row), never allowed past it.
    */
   target: { agentId: string, capabilities?: string[] } | null
+  /** for a delegation rule: who may act for the chain's subject, and for the previous actor (the subject itself on the first hop) */
+  delegation?: { subject: DelegationParty, previous: DelegationParty }
 }
 
-export const DENIAL_REASONS = ['insufficient_scope', 'not_visible', 'privilege_escalation', 'unknown_action', 'evaluation_error'] as const
+export interface DelegationParty { agentId: string, mayAct: string[] }
+
+export const DENIAL_REASONS = ['insufficient_scope', 'not_visible', 'privilege_escalation', 'delegation_refused', 'unknown_action', 'evaluation_error'] as const
 export type DenialReason = typeof DENIAL_REASONS[number]
 
 /** `scope`: what the caller lacks, space-separated (RFC 6750's `scope` attribute); null when no scope would help. */
@@ -66,6 +73,12 @@ export type Decision =
 export function decide (data: PolicyData, input: PolicyInput): Decision {
   const rule = data.actions[input.action]
   if (rule === undefined) return { allow: false, reason: 'unknown_action', scope: null }
+  if ('delegation' in rule) {
+    const actor = input.principal.agentId
+    const { delegation } = input
+    const allowed = delegation !== undefined && (delegation.subject.mayAct.includes(actor) || delegation.previous.mayAct.includes(actor))
+    return allowed ? { allow: true } : { allow: false, reason: 'delegation_refused', scope: null }
+  }
   const holds = (scope: string) => input.principal.scopes.includes(scope)
   const { target } = input
   const self = target !== null && target.agentId === input.principal.agentId && !input.principal.delegated

@@ -1,4 +1,5 @@
 import { pruneExpiredRevocations, type TokenState } from '../repositories/tokens.js'
+import { pruneExpiredDelegations } from '../repositories/delegations.js'
 import type { Queryable } from '../repositories/transaction.js'
 import { issuedBeforeValidAfter } from '../lib/token-time.js'
 
@@ -9,6 +10,8 @@ import { issuedBeforeValidAfter } from '../lib/token-time.js'
  * longer matter.
  */
 export type RevocationReason = 'agent_suspended' | 'agent_decommissioned' | 'token_revoked' | 'credential_revoked'
+  /** a delegated token whose actor is no longer allowed to act (services/delegation.ts) */
+  | 'delegation_revoked'
 
 /** Null when the token is alive. */
 export function revocationReason (state: TokenState, iat: number): RevocationReason | null {
@@ -24,16 +27,19 @@ const PRUNE_BATCH_SIZE = 5000
 const MAX_PRUNE_BATCHES = 20
 
 /**
- * Deletes revocations of tokens that expired over an hour ago, in bounded batches; returns how
- * many. An expired token is refused by its `exp` before its revocation is consulted, so pruning
- * changes no answer. Several instances may prune at once: SKIP LOCKED hands each a different batch.
+ * Deletes revocations, and the chains of delegated tokens, of tokens that expired over an hour ago,
+ * in bounded batches; returns how many. An expired token is refused by its `exp` before either is
+ * consulted, so pruning changes no answer. Several instances may prune at once: SKIP LOCKED hands
+ * each a different batch.
  */
 export async function pruneRevocations (db: Queryable): Promise<number> {
   let deleted = 0
-  for (let batch = 0; batch < MAX_PRUNE_BATCHES; batch += 1) {
-    const pruned = await pruneExpiredRevocations(db, PRUNE_BATCH_SIZE)
-    deleted += pruned
-    if (pruned < PRUNE_BATCH_SIZE) break
+  for (const prune of [pruneExpiredRevocations, pruneExpiredDelegations]) {
+    for (let batch = 0; batch < MAX_PRUNE_BATCHES; batch += 1) {
+      const pruned = await prune(db, PRUNE_BATCH_SIZE)
+      deleted += pruned
+      if (pruned < PRUNE_BATCH_SIZE) break
+    }
   }
   return deleted
 }

@@ -8,6 +8,7 @@ import { migrate } from '../repositories/migrations.js'
 import { bundledPolicyDir } from '../lib/paths.js'
 import { insertAgent } from '../repositories/agents.js'
 import { insertCredential } from '../repositories/credentials.js'
+import { insertDelegation } from '../repositories/delegations.js'
 import { newTokenId } from '../lib/token-id.js'
 import { loadPolicyData } from '../services/policy.js'
 import { startVaultStandIn, type VaultStandIn } from './support/vault-server.js'
@@ -160,6 +161,22 @@ export async function mintToken (app: FastifyInstance, agentId: string, claims: 
     scope: PLATFORM_SCOPES.join(' '),
     ...claims
   })
+}
+
+/**
+ * A delegated (token-exchange) token of `actorId` acting for `subjectId`, valid as the token
+ * endpoint would have made it: the actor is put in the subject's `mayAct` and the chain row the
+ * exchange writes is written (routes/oauth/token-exchange.ts makes real ones).
+ */
+export async function mintDelegatedToken (app: FastifyInstance, subjectId: string, actorId: string, claims: Record<string, unknown> = {}): Promise<string> {
+  const [subjectCredential, actorCredential] = [await seedCredential(app, subjectId), await seedCredential(app, actorId)]
+  const now = Math.floor(Date.now() / 1000)
+  const jti = newTokenId(actorCredential)
+  await app.pg.query('UPDATE agents SET may_act = array_append(may_act, $2::uuid) WHERE agent_id = $1', [subjectId, actorId])
+  await insertDelegation(app.pg, jti, {
+    agents: [subjectId, actorId], credentials: [subjectCredential, actorCredential], iats: [now, now], ancestorJtis: [newTokenId(subjectCredential)]
+  }, now + 3600)
+  return await mintToken(app, subjectId, { client_id: actorId, act: { sub: actorId }, jti, ...claims })
 }
 
 /** Registers an agent directly in the database (no API call) and returns it with a token. */

@@ -125,12 +125,14 @@ const agents: FastifyPluginAsyncTypebox = async function agentsRoutes (app) {
       const changed = Object.keys(fields).filter((key) =>
         JSON.stringify(fields[key as keyof typeof fields]) !== JSON.stringify(current[key as keyof Agent]))
       await updateAgentFields(db, agentId, fields)
+      // who may act for the agent is part of the record: a new list (agent ids only) is in the event
+      const mayActChange = changed.includes('mayAct') ? { mayAct: fields.mayAct } : {}
       const events: AuditEntry[] = []
       const transition = status !== undefined && status !== current.status ? status : undefined
       if (transition !== undefined) {
         await setAgentStatus(db, agentId, transition)
         const action = transition === 'active' ? 'agent.reactivated' : transition === 'suspended' ? 'agent.suspended' : 'agent.decommissioned'
-        events.push({ action, agentId, metadata: { from: current.status, to: transition, changed } })
+        events.push({ action, agentId, metadata: { from: current.status, to: transition, changed, ...mayActChange } })
         if (transition === 'decommissioned') {
           const revoked = await revokeAllCredentials(db, agentId)
           events.push(...revoked.map((credentialId): AuditEntry => ({
@@ -138,7 +140,7 @@ const agents: FastifyPluginAsyncTypebox = async function agentsRoutes (app) {
           })))
         }
       } else if (changed.length > 0) {
-        events.push({ action: 'agent.updated', agentId, metadata: { changed } })
+        events.push({ action: 'agent.updated', agentId, metadata: { changed, ...mayActChange } })
       }
       await app.audit.recordMany(request, events, db)
       return await findAgent(db, agentId) as Agent

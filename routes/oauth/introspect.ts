@@ -31,9 +31,10 @@ const introspect: FastifyPluginAsyncTypebox = async function introspectRoute (ap
   }, async function introspectToken (request, reply) {
     const caller = await authenticateCaller(app, request, request.body)
     const result = await app.auth.validate(request.body.token, { audience: null })
-    const visible = result.ok && app.policy.decide({
+    // the client a token was issued to sees it too: for an exchanged token that is the actor (client_id)
+    const visible = result.ok && ((result.principal.clientId === caller.agentId && !caller.delegated) || app.policy.decide({
       principal: caller, action: 'tokens.introspect', target: { agentId: result.principal.agentId }
-    }).allow
+    }).allow)
     await app.audit.record(request, {
       action: 'token.introspected',
       agentId: visible ? result.principal.agentId : null,

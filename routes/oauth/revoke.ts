@@ -39,7 +39,10 @@ const revoke: FastifyPluginAsyncTypebox = async function revokeRoute (app) {
     const subject = await revocableSubject(request.body.token)
     if (subject === null) return reply.code(200).send()
 
-    const decision = app.policy.decide({ principal: caller, action: 'tokens.revoke', target: { agentId: subject.agentId } })
+    // the client a token was issued to may revoke it (RFC 7009 §2.1): for an exchanged token that is
+    // the actor (client_id), not the subject (sub) the policy's self-service looks at
+    const issuedToCaller = subject.clientId === caller.agentId && !caller.delegated
+    const decision = issuedToCaller ? { allow: true } : app.policy.decide({ principal: caller, action: 'tokens.revoke', target: { agentId: subject.agentId } })
     if (!decision.allow) {
       await app.audit.denied(request, { agentId: subject.agentId, reason: 'not_token_owner', details: { actorId: caller.agentId, jti: subject.jti } })
       throw new OAuthError(400, 'unauthorized_client', 'this client may not revoke a token issued to another client')
@@ -55,13 +58,13 @@ const revoke: FastifyPluginAsyncTypebox = async function revokeRoute (app) {
   })
 
   /** The agent, jti and expiry of a token this issuer signed and that has not expired; null otherwise. */
-  async function revocableSubject (token: string): Promise<{ agentId: string, jti: string, exp: number } | null> {
+  async function revocableSubject (token: string): Promise<{ agentId: string, clientId: string | null, jti: string, exp: number } | null> {
     try {
       const claims = decodeJwt(token)
       const { payload } = await app.keys.verify(token, { issuer: app.config.ISSUER_URL, audience: claims.aud ?? app.config.ISSUER_URL })
       const jti = payload.jti as string
       return isUuid(payload.sub) && credentialOfTokenId(jti) !== null
-        ? { agentId: payload.sub.toLowerCase(), jti, exp: payload.exp as number }
+        ? { agentId: payload.sub.toLowerCase(), clientId: typeof payload.client_id === 'string' ? payload.client_id.toLowerCase() : null, jti, exp: payload.exp as number }
         : null
     } catch {
       return null

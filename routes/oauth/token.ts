@@ -1,48 +1,32 @@
 import type { FastifyPluginAsyncTypebox } from '@fastify/type-provider-typebox'
 import type { FastifyRequest } from 'fastify'
-import { TokenRequest, TokenResponse } from '../../schemas/oauth.js'
+import type { Static } from 'typebox'
+import { GRANT_CLIENT_CREDENTIALS, GRANT_TOKEN_EXCHANGE, TOKEN_TYPE_ACCESS_TOKEN, TokenRequest, TokenResponse } from '../../schemas/oauth.js'
 import { ref } from '../../schemas/common.js'
 import { json, oauthErrors } from '../../schemas/responses.js'
 import type { AuthenticatedClient } from '../../plugins/client-auth.js'
+import { insertDelegation } from '../../repositories/delegations.js'
 import { createIssuanceLog, secondsUntilNextMonth } from '../../services/issuance-log.js'
 import { toAuditRecord } from '../../services/audit/record.js'
 import { OAuthError, RateLimitError } from '../../lib/errors.js'
 import { issueSecond } from '../../lib/token-time.js'
 import { newTokenId } from '../../lib/token-id.js'
+import { audienceFor, requestedScopes } from './token-parameters.js'
+import { refuseExchangeParameters, tokenExchange, type ExchangeGrant } from './token-exchange.js'
 
 /**
- * POST /api/v1/token — the client_credentials grant (RFC 6749 §4.4) issuing RFC 9068 access
- * tokens. The hot path: the credential and its agent (cached briefly, invalidated on every change,
- * see plugins/client-auth.ts), no argon2 for a secret this instance verified recently, one RS256
+ * POST /api/v1/token — the client_credentials grant (RFC 6749 §4.4) and the token-exchange grant
+ * (RFC 8693, decided in token-exchange.ts) issuing RFC 9068 access tokens. The hot path: the
+ * credential and its agent (cached briefly, invalidated on every change, see
+ * plugins/client-auth.ts), no argon2 for a secret this instance verified recently, one RS256
  * signature, and the issuance's writes shared with the other requests of the moment in one commit
  * (services/issuance-log.ts).
  */
 
-// RFC 6749 §3.3: scope-token = 1*( %x21 / %x23-5B / %x5D-7E )
-const SCOPE_TOKEN = /^[\x21\x23-\x5b\x5d-\x7e]+$/
+/** What a grant decided: the token's subject, scope and audience (and, for an exchange, its chain). */
+type Grant = { subject: string, scopes: string[], audience: string, exchange?: undefined } | (ExchangeGrant & { exchange: true })
 
-/** The scopes asked for, or the scopes asked for beyond the client's capabilities (`ungranted`). */
-function requestedScopes (scope: string | undefined, capabilities: string[]): { scopes: string[], ungranted: string[] } {
-  const asked = (scope ?? '').split(' ').filter((token) => token !== '')
-  if (asked.length === 0) return { scopes: capabilities, ungranted: [] }
-  if (!asked.every((token) => SCOPE_TOKEN.test(token))) throw new OAuthError(400, 'invalid_scope', 'scope is malformed')
-  return { scopes: [...new Set(asked)], ungranted: asked.filter((token) => !capabilities.includes(token)) }
-}
-
-/** RFC 8707 §2: an absolute URI without a fragment. */
-function audienceFor (resource: string | undefined, issuer: string): string {
-  if (resource === undefined) return issuer
-  // URL parsing forgives surrounding white space; an audience must be exactly what was asked for
-  if (/\s/.test(resource)) throw new OAuthError(400, 'invalid_target', 'resource must not contain white space')
-  let url: URL
-  try {
-    url = new URL(resource)
-  } catch {
-    throw new OAuthError(400, 'invalid_target', 'resource must be an absolute URI')
-  }
-  if (url.hash !== '' || resource.includes('#')) throw new OAuthError(400, 'invalid_target', 'resource must not contain a fragment')
-  return resource
-}
+const SUPPORTED_GRANTS = [GRANT_CLIENT_CREDENTIALS, GRANT_TOKEN_EXCHANGE]
 
 const token: FastifyPluginAsyncTypebox = async function tokenRoute (app) {
   const issuer = app.config.ISSUER_URL
@@ -77,9 +61,23 @@ const token: FastifyPluginAsyncTypebox = async function tokenRoute (app) {
    */
   async function supportedGrant (request: FastifyRequest): Promise<void> {
     const grant = (request.body as { grant_type?: unknown } | null)?.grant_type
-    if (typeof grant === 'string' && grant !== 'client_credentials') {
-      throw new OAuthError(400, 'unsupported_grant_type', 'only the client_credentials grant is supported')
+    if (typeof grant === 'string' && !SUPPORTED_GRANTS.includes(grant)) {
+      throw new OAuthError(400, 'unsupported_grant_type', `supported grants: ${SUPPORTED_GRANTS.join(', ')}`)
     }
+  }
+
+  const decideExchange = tokenExchange(app)
+
+  /** client_credentials: the client's own token, its scope within the client's capabilities. */
+  async function clientCredentialsGrant (request: FastifyRequest, body: Static<typeof TokenRequest>, client: AuthenticatedClient): Promise<Grant> {
+    refuseExchangeParameters(body)
+    const { scopes, ungranted } = requestedScopes(body.scope, client.capabilities)
+    if (ungranted.length > 0) {
+      // asking for more than the capabilities is an escalation attempt: refused and audited
+      await refusal(request, client, 'invalid_scope', { requestedScopes: ungranted })
+      throw new OAuthError(400, 'invalid_scope', `scope not granted to this client: ${ungranted.join(' ')}`)
+    }
+    return { subject: client.agentId, scopes, audience: audienceFor(body.resource, issuer) }
   }
 
   app.post('/api/v1/token', {
@@ -88,8 +86,9 @@ const token: FastifyPluginAsyncTypebox = async function tokenRoute (app) {
     schema: {
       tags: ['oauth'],
       operationId: 'issueToken',
-      summary: 'Client credentials grant: an RS256 access token (RFC 9068)',
-      description: 'Client authentication by HTTP Basic (client_secret_basic) or in the body (client_secret_post), not both. Form-encoded or JSON.',
+      summary: 'Client credentials or token exchange (RFC 8693): an RS256 access token (RFC 9068)',
+      description: 'Client authentication by HTTP Basic (client_secret_basic) or in the body (client_secret_post), not both. Form-encoded or JSON. ' +
+        `With grant_type=${GRANT_TOKEN_EXCHANGE} the authenticated client acts for the subject of subject_token (see README, "Delegation").`,
       security: [{ clientSecretBasic: [] }, {}],
       // JSON first: Swagger UI's Try it out starts from the first type, and it sends every field of a
       // form, an optional one too; the JSON body it starts from is the example, a request that works
@@ -98,7 +97,7 @@ const token: FastifyPluginAsyncTypebox = async function tokenRoute (app) {
       response: {
         200: json(TokenResponse, 'An access token (Cache-Control: no-store)'),
         ...oauthErrors({
-          400: ['invalid_request', 'invalid_scope', 'invalid_target', 'unsupported_grant_type', 'unauthorized_client'],
+          400: ['invalid_request', 'invalid_scope', 'invalid_target', 'invalid_grant', 'unsupported_grant_type', 'unauthorized_client'],
           401: ['invalid_client'],
           429: ['rate_limited', 'quota_exceeded']
         })
@@ -106,8 +105,8 @@ const token: FastifyPluginAsyncTypebox = async function tokenRoute (app) {
     }
   }, async function issueToken (request, reply) {
     const body = request.body
-    if (body.grant_type !== 'client_credentials') {
-      throw new OAuthError(400, 'unsupported_grant_type', 'only the client_credentials grant is supported')
+    if (!SUPPORTED_GRANTS.includes(body.grant_type)) {
+      throw new OAuthError(400, 'unsupported_grant_type', `supported grants: ${SUPPORTED_GRANTS.join(', ')}`)
     }
     const client = await app.clientAuth.authenticate(request, body)
     // every token request of the client counts, refused ones too: past the limit, even a request
@@ -119,27 +118,35 @@ const token: FastifyPluginAsyncTypebox = async function tokenRoute (app) {
         throw new RateLimitError(Math.max(1, window.ttlInSeconds), 'rate_limited', 'too many token requests for this client; retry later')
       }
     }
-    const { scopes, ungranted } = requestedScopes(body.scope, client.capabilities)
-    if (ungranted.length > 0) {
-      // asking for more than the capabilities is an escalation attempt: refused and audited
-      await refusal(request, client, 'invalid_scope', { requestedScopes: ungranted })
-      throw new OAuthError(400, 'invalid_scope', `scope not granted to this client: ${ungranted.join(' ')}`)
-    }
-    const audience = audienceFor(body.resource, issuer)
+    const grant: Grant = body.grant_type === GRANT_TOKEN_EXCHANGE
+      ? { ...await decideExchange(request, body, client), exchange: true }
+      : await clientCredentialsGrant(request, body, client)
+    const { scopes, audience } = grant
 
     const iat = issueSecond(Date.now(), client.validAfterMs)
+    // a delegated token never outlives the token it was exchanged for
+    const exp = grant.exchange === true ? Math.min(iat + ttl, grant.notAfter) : iat + ttl
+    if (exp <= iat) throw new OAuthError(400, 'invalid_grant', 'subject_token expires now')
     const jti = newTokenId(client.credentialId)
     const scope = scopes.join(' ')
+    // the chain is durable before the token exists: validation of a delegated token reads it
+    if (grant.exchange === true) await insertDelegation(app.pg, jti, { ...grant.chain, iats: [...grant.chain.iats, iat] }, exp)
     // The signature (libuv's threads) and the durable writes (PostgreSQL) don't depend on each other:
     // they run side by side, and the token leaves only once both are done. A token refused by the
     // quota, or whose writes failed, is dropped unsent.
     const [accessToken, outcome] = await Promise.all([
-      app.keys.sign({ iss: issuer, sub: client.agentId, client_id: client.agentId, aud: audience, iat, exp: iat + ttl, jti, scope }),
+      app.keys.sign({
+        iss: issuer, sub: grant.subject, client_id: client.agentId, aud: audience, iat, exp, jti, scope, ...(grant.exchange === true ? { act: grant.act } : {})
+      }),
       issuanceLog.record({
+        // an exchange counts against the acting agent's quota, like its own tokens
         event: toAuditRecord(app.audit.context(request), {
-          action: 'token.issued',
+          action: grant.exchange === true ? 'token.exchanged' : 'token.issued',
           agentId: client.agentId,
-          metadata: { actorId: client.agentId, jti, credentialId: client.credentialId, scope, audience, expiresAt: iat + ttl, authMethod: client.method }
+          metadata: {
+            actorId: client.agentId, jti, credentialId: client.credentialId, scope, audience, expiresAt: exp, authMethod: client.method,
+            ...(grant.exchange === true ? { subjectId: grant.subject, subjectJti: grant.subjectJti, chain: grant.chain.agents } : {})
+          }
         }),
         basis: { credentialId: client.credentialId, secretHash: client.secretHash, validAfterMs: client.validAfterMs, scopes }
       })
@@ -162,7 +169,13 @@ const token: FastifyPluginAsyncTypebox = async function tokenRoute (app) {
     }
     for (const granted of scopes) app.metrics?.tokensIssued(granted)
     reply.headers({ 'cache-control': 'no-store', pragma: 'no-cache' })
-    return { access_token: accessToken, token_type: 'Bearer' as const, expires_in: ttl, scope }
+    return {
+      access_token: accessToken,
+      ...(grant.exchange === true ? { issued_token_type: TOKEN_TYPE_ACCESS_TOKEN } : {}),
+      token_type: 'Bearer' as const,
+      expires_in: exp - iat,
+      scope
+    }
   })
 }
 

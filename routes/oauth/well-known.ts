@@ -1,6 +1,6 @@
 import type { FastifyPluginAsyncTypebox } from '@fastify/type-provider-typebox'
 import type { TSchema } from 'typebox'
-import { AuthorizationServerMetadata, Jwks } from '../../schemas/oauth.js'
+import { AuthorizationServerMetadata, GRANT_CLIENT_CREDENTIALS, GRANT_TOKEN_EXCHANGE, Jwks, TOKEN_TYPE_ACCESS_TOKEN } from '../../schemas/oauth.js'
 import { json, problemResponses } from '../../schemas/responses.js'
 
 /**
@@ -20,7 +20,9 @@ const wellKnown: FastifyPluginAsyncTypebox = async function wellKnownRoutes (app
     jwks_uri: `${base}/.well-known/jwks.json`,
     introspection_endpoint: `${base}/api/v1/token/introspect`,
     revocation_endpoint: `${base}/api/v1/token/revoke`,
-    grant_types_supported: ['client_credentials'],
+    grant_types_supported: [GRANT_CLIENT_CREDENTIALS, GRANT_TOKEN_EXCHANGE],
+    // not a registered RFC 8414 name: RFC 8693 defines none for the token types an exchange takes
+    token_exchange_token_types_supported: [TOKEN_TYPE_ACCESS_TOKEN],
     token_endpoint_auth_methods_supported: clientAuthMethods,
     introspection_endpoint_auth_methods_supported: [...clientAuthMethods, 'bearer'],
     revocation_endpoint_auth_methods_supported: [...clientAuthMethods, 'bearer'],

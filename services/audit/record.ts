@@ -10,7 +10,7 @@ import type { Queryable } from '../../repositories/transaction.js'
  * command's alike.
  */
 export type AuditAction =
-  | 'token.issued' | 'token.revoked' | 'token.introspected'
+  | 'token.issued' | 'token.exchanged' | 'token.revoked' | 'token.introspected'
   | 'agent.created' | 'agent.updated' | 'agent.suspended' | 'agent.reactivated' | 'agent.decommissioned'
   | 'credential.generated' | 'credential.rotated' | 'credential.revoked'
   | 'auth.failed' | 'access.denied'

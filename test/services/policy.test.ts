@@ -79,6 +79,27 @@ t.test('the built-in engine: no escalation through credentials, decided on the t
 })
 
 
+t.test('the built-in engine: a token exchange is allowed when the actor is in the mayAct of the subject or of the previous actor', async (t) => {
+  const THIRD = '33333333-3333-4333-8333-333333333333'
+  const exchange = (subjectMayAct: string[], previous: { agentId: string, mayAct: string[] }): PolicyInput => ({
+    principal: { agentId: ME, scopes: [], delegated: false },
+    action: 'tokens.exchange',
+    target: { agentId: OTHER },
+    delegation: { subject: { agentId: OTHER, mayAct: subjectMayAct }, previous }
+  })
+  const refused: ReturnType<typeof decide> = { allow: false, reason: 'delegation_refused', scope: null }
+  const cases: Array<[string, PolicyInput, ReturnType<typeof decide>]> = [
+    ['first hop: named by the subject', exchange([ME], { agentId: OTHER, mayAct: [ME] }), { allow: true }],
+    ['first hop: not named', exchange([THIRD], { agentId: OTHER, mayAct: [THIRD] }), refused],
+    ['a later hop: named by the previous actor only', exchange([THIRD], { agentId: THIRD, mayAct: [ME] }), { allow: true }],
+    ['a later hop: named by the subject only', exchange([ME], { agentId: THIRD, mayAct: [] }), { allow: true }],
+    ['a later hop: named by neither', exchange([THIRD], { agentId: THIRD, mayAct: [OTHER] }), refused],
+    ['no delegation input: refused, never allowed by default', { ...exchange([ME], { agentId: OTHER, mayAct: [ME] }), delegation: undefined }, refused],
+    ['scopes do not matter: every platform scope is not a way in', { ...exchange([], { agentId: OTHER, mayAct: [] }), principal: { agentId: ME, scopes: [...PLATFORM], delegated: false } }, refused]
+  ]
+  for (const [label, given, expected] of cases) t.same(decide(data, given), expected, label)
+})
+
 /** A stand-in for @open-policy-agent/opa-wasm's LoadedPolicy: answers as authz.rego would (via `decide`). */
 function fakeWasm (overrides: Partial<LoadedWasmPolicy> = {}): LoadedWasmPolicy {
   let loaded: PolicyData | undefined
@@ -193,6 +214,6 @@ t.test('authz.rego is the documented source: its package and entrypoint match wh
   t.match(rego, /^package agentidp\.authz$/m)
   t.equal(WASM_ENTRYPOINT, 'agentidp/authz/decision')
   t.match(rego, /opa build -t wasm -e agentidp\/authz\/decision/)
-  for (const reason of ['unknown_action', 'not_visible', 'insufficient_scope', 'privilege_escalation']) t.match(rego, new RegExp(`"reason": "${reason}"`), `decides ${reason}`)
-  for (const field of ['scope', 'selfService', 'visibleWith', 'confersCapabilities', 'platformScopes', 'capabilities']) t.match(rego, new RegExp(field), `reads the rule's ${field}`)
+  for (const reason of ['unknown_action', 'not_visible', 'insufficient_scope', 'privilege_escalation', 'delegation_refused']) t.match(rego, new RegExp(`"reason": "${reason}"`), `decides ${reason}`)
+  for (const field of ['scope', 'selfService', 'visibleWith', 'confersCapabilities', 'platformScopes', 'capabilities', 'delegation', 'mayAct']) t.match(rego, new RegExp(field), `reads the rule's ${field}`)
 })

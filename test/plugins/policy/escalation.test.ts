@@ -1,5 +1,5 @@
 import t from 'tap'
-import { agentBody, build, mintToken, seedAdmin, seedAgent } from '../../helper.js'
+import { agentBody, build, mintDelegatedToken, mintToken, seedAdmin, seedAgent } from '../../helper.js'
 import { assertProblem } from '../../routes/agents/support.js'
 import { credentialsUrl, INTROSPECT, oauthPost, requestToken } from '../../routes/oauth/support.js'
 
@@ -80,7 +80,7 @@ t.test('narrowing capabilities applies to live tokens on the next request, on ev
 
 t.test('a delegated token (act claim) gets no self-service over its subject', async (t) => {
   const { agent } = await seedAgent(app, { capabilities: ['docs:read'] })
-  const delegated = await mintToken(app, agent.agentId, { scope: 'docs:read', act: { sub: admin.agent.agentId } })
+  const delegated = await mintDelegatedToken(app, agent.agentId, admin.agent.agentId, { scope: 'docs:read' })
   assertProblem(t, await app.inject({ method: 'GET', url: `/api/v1/agents/${agent.agentId}`, headers: { authorization: `Bearer ${delegated}` } }), 404, 'AGENT_NOT_FOUND')
   assertProblem(t, await app.inject({ method: 'POST', url: credentialsUrl(agent.agentId), headers: { authorization: `Bearer ${delegated}` } }), 404, 'AGENT_NOT_FOUND')
 })

@@ -2,7 +2,7 @@ import t from 'tap'
 import { agentBody, build, seedAdmin, seedAgent } from '../../helper.js'
 import { AGENTS, agentUrl, assertProblem, assertValidationError, auditByActor, auditOf, countAgentsWithEmail } from './support.js'
 
-const AGENT_FIELDS = ['agentId', 'agentType', 'capabilities', 'createdAt', 'deploymentEnv', 'email', 'owner', 'status', 'updatedAt', 'version']
+const AGENT_FIELDS = ['agentId', 'agentType', 'capabilities', 'createdAt', 'deploymentEnv', 'email', 'mayAct', 'owner', 'status', 'updatedAt', 'version']
 const UUID_V4 = /^[0-9a-f]{8}-[0-9a-f]{4}-4[0-9a-f]{3}-[89ab][0-9a-f]{3}-[0-9a-f]{12}$/
 
 const app = await build(t)

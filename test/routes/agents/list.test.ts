@@ -49,7 +49,7 @@ t.test('the list answers {data, nextCursor} with Agent objects', async (t) => {
   t.equal(page.nextCursor, null)
   t.equal(page.data.length, 1)
   t.match(page.data[0], { agentId: ids[0], owner, status: 'active' })
-  t.same(Object.keys(page.data[0]).sort(), ['agentId', 'agentType', 'capabilities', 'createdAt', 'deploymentEnv', 'email', 'owner', 'status', 'updatedAt', 'version'])
+  t.same(Object.keys(page.data[0]).sort(), ['agentId', 'agentType', 'capabilities', 'createdAt', 'deploymentEnv', 'email', 'mayAct', 'owner', 'status', 'updatedAt', 'version'])
 })
 
 t.test('agents come newest first', async (t) => {

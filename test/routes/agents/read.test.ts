@@ -1,5 +1,5 @@
 import t from 'tap'
-import { build, mintToken, seedAdmin, seedAgent } from '../../helper.js'
+import { build, mintDelegatedToken, seedAdmin, seedAgent } from '../../helper.js'
 import { agentUrl, assertProblem, assertValidationError, auditByActor, bearer, UNKNOWN_AGENT } from './support.js'
 
 const app = await build(t)
@@ -13,7 +13,7 @@ t.test('an agents:read caller reads an agent: 200 with exactly the Agent fields'
   t.equal(res.statusCode, 200, res.body)
   t.match(res.headers['content-type'], /^application\/json/)
   t.same(res.json(), agent)
-  t.same(Object.keys(res.json()).sort(), ['agentId', 'agentType', 'capabilities', 'createdAt', 'deploymentEnv', 'email', 'owner', 'status', 'updatedAt', 'version'])
+  t.same(Object.keys(res.json()).sort(), ['agentId', 'agentType', 'capabilities', 'createdAt', 'deploymentEnv', 'email', 'mayAct', 'owner', 'status', 'updatedAt', 'version'])
 })
 
 t.test('an agent reads itself without agents:read (self-service)', async (t) => {
@@ -33,7 +33,7 @@ t.test('self-service also works when the path spells the agentId in upper case',
 t.test('a delegated token (act claim) never grants self-service: 404 as if the agent did not exist', async (t) => {
   const self = await seedAgent(app, { capabilities: ['docs:read'] })
   const actor = await seedAgent(app, { capabilities: ['docs:read'] })
-  const token = await mintToken(app, self.agent.agentId, { scope: 'docs:read', act: { sub: actor.agent.agentId } })
+  const token = await mintDelegatedToken(app, self.agent.agentId, actor.agent.agentId, { scope: 'docs:read' })
   const res = await app.inject({ method: 'GET', url: agentUrl(self.agent.agentId), headers: bearer(token) })
   assertProblem(t, res, 404, 'AGENT_NOT_FOUND')
 })

@@ -1,5 +1,5 @@
 import t from 'tap'
-import { build, mintToken, seedAdmin } from '../../helper.js'
+import { build, mintDelegatedToken, mintToken, seedAdmin } from '../../helper.js'
 import { assertProblem } from '../agents/support.js'
 import {
   accessToken, auditRows, credentialsUrl, credentialUrl, registerClient, requestToken, type Client
@@ -52,7 +52,9 @@ t.test('an agent manages its own credentials with its own token, without any cre
 
 t.test('a delegated token (with an act claim) grants no self-service: 404 for every operation and nothing changes', async (t) => {
   const agent = await registerClient(app, admin.headers, { capabilities: ['docs:read'] })
-  const delegated = await mintToken(app, agent.agentId, { act: { sub: 'x' }, scope: 'docs:read' })
+  const actor = await registerClient(app, admin.headers, { capabilities: ['docs:read'] })
+  const delegated = await mintDelegatedToken(app, agent.agentId, actor.agentId, { scope: 'docs:read' })
+  t.equal((await app.inject({ method: 'GET', url: '/api/v1/agents?limit=1', headers: { authorization: `Bearer ${delegated}` } })).statusCode, 403, 'the token authenticates (403, not 401): it is refused by the policy only')
   const before = await credentialRows(agent.agentId)
 
   for (const [name, run] of Object.entries(operations(delegated, agent.agentId, agent.credentialId))) {

@@ -1,7 +1,7 @@
 import { createServer } from 'node:net'
 import t from 'tap'
 import * as oidc from 'openid-client'
-import { createRemoteJWKSet, jwtVerify } from 'jose'
+import { createRemoteJWKSet, decodeJwt, jwtVerify } from 'jose'
 import { build } from '../../helper.js'
 import { bootstrapClient, registerClient } from './support.js'
 
@@ -97,4 +97,31 @@ t.test('a wrong secret makes the library raise the server\'s 401 with its Basic 
   const failure = await oidc.clientCredentialsGrant(config).then(() => null, (error: unknown) => error)
   t.match(failure, { name: 'WWWAuthenticateChallengeError', status: 401 })
   t.equal((failure as { cause?: Array<{ scheme: string }> }).cause?.[0]?.scheme, 'basic')
+})
+
+t.test('openid-client performs a token exchange (RFC 8693) with its generic grant request', async (t) => {
+  const actor = await registerClient(app, admin.headers, { capabilities: ['docs:read'] })
+  const allowed = await app.inject({
+    method: 'PATCH', url: `/api/v1/agents/${client.agentId}`, headers: { ...admin.headers, 'content-type': 'application/json' }, payload: { mayAct: [actor.agentId] }
+  })
+  t.equal(allowed.statusCode, 200)
+  const subject = await configure(oidc.ClientSecretBasic())
+  const subjectTokens = await oidc.clientCredentialsGrant(subject)
+  const actorConfig = await oidc.discovery(new URL(issuer), actor.agentId, actor.secret, oidc.ClientSecretPost(), {
+    algorithm: 'oauth2',
+    execute: [oidc.allowInsecureRequests]
+  })
+  t.ok(actorConfig.serverMetadata().grant_types_supported?.includes('urn:ietf:params:oauth:grant-type:token-exchange'), 'the grant is advertised')
+
+  const exchanged = await oidc.genericGrantRequest(actorConfig, 'urn:ietf:params:oauth:grant-type:token-exchange', {
+    subject_token: subjectTokens.access_token,
+    subject_token_type: 'urn:ietf:params:oauth:token-type:access_token'
+  })
+  t.equal(exchanged.issued_token_type, 'urn:ietf:params:oauth:token-type:access_token')
+  t.equal(exchanged.scope, 'docs:read', 'the subject\'s scope narrowed to what the actor can do')
+  // the subject introspects a token issued on its behalf: it names the actor in act
+  t.match(await oidc.tokenIntrospection(subject, exchanged.access_token), { active: true, sub: client.agentId, client_id: actor.agentId, act: { sub: actor.agentId } })
+  const jwks = createRemoteJWKSet(new URL(subject.serverMetadata().jwks_uri as string))
+  const { payload } = await jwtVerify(exchanged.access_token, jwks, { issuer, audience: issuer, typ: 'at+jwt' })
+  t.ok((payload.exp as number) <= (decodeJwt(subjectTokens.access_token).exp as number), 'it verifies offline and expires no later than the subject token')
 })

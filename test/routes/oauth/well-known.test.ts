@@ -113,7 +113,8 @@ t.test('RFC 8414 metadata', async (t) => {
       revocation_endpoint: `${ISSUER}/api/v1/token/revoke`,
       jwks_uri: String
     })
-    t.same(metadata.grant_types_supported, ['client_credentials'])
+    t.same(metadata.grant_types_supported, ['client_credentials', 'urn:ietf:params:oauth:grant-type:token-exchange'])
+    t.same(metadata.token_exchange_token_types_supported, ['urn:ietf:params:oauth:token-type:access_token'])
     t.same([...metadata.token_endpoint_auth_methods_supported].sort(), ['client_secret_basic', 'client_secret_post'])
     t.same(metadata.response_types_supported, [])
     for (const scope of PLATFORM_SCOPES) t.ok(metadata.scopes_supported.includes(scope), `scopes_supported has ${scope}`)
