@@ -1,9 +1,9 @@
 import { existsSync } from 'node:fs'
-import { createServer } from 'node:net'
 import t from 'tap'
 import { chromium, type Locator, type Page, type Response } from 'playwright-core'
 import { build } from '../helper.js'
 import { bootstrap } from '../support/oauth-flow.js'
+import { sparePort } from '../support/private-services.js'
 
 /**
  * Swagger UI as a new user meets it (issue 14), in Debian's Chromium driven by Playwright: the page
@@ -21,22 +21,10 @@ t.setTimeout(600_000)
 const skip = !existsSync(CHROMIUM) && process.env.CI !== '1'
 if (skip) t.plan(0, `no Chromium at ${CHROMIUM} (apt-get install chromium)`)
 
-/** A port free right now: ISSUER_URL must name it before the app is built. */
-async function freePort (): Promise<number> {
-  return await new Promise((resolve, reject) => {
-    const server = createServer()
-    server.once('error', reject)
-    server.listen(0, '127.0.0.1', () => {
-      const { port } = server.address() as { port: number }
-      server.close(() => { resolve(port) })
-    })
-  })
-}
-
 if (!skip) await run()
 
 async function run (): Promise<void> {
-  const port = await freePort()
+  const port = await sparePort()
   const issuer = `http://idp.test:${port}`
   const app = await build(t, { env: { ISSUER_URL: issuer } })
   await app.listen({ port, host: '127.0.0.1' })

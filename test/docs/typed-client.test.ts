@@ -1,12 +1,12 @@
 import { execFile } from 'node:child_process'
 import { mkdir, writeFile } from 'node:fs/promises'
-import { createServer } from 'node:net'
 import { join } from 'node:path'
 import { promisify } from 'node:util'
 import t from 'tap'
 import { projectRoot } from '../../lib/paths.js'
 import { build } from '../helper.js'
 import { bootstrap } from '../support/oauth-flow.js'
+import { sparePort } from '../support/private-services.js'
 
 /**
  * A client typed by the live document (issue 14): openapi-typescript turns /docs/json into
@@ -19,17 +19,6 @@ const run = promisify(execFile)
 const bin = (name: string) => join(projectRoot, 'node_modules', '.bin', name)
 const examples = join(projectRoot, 'examples')
 const generated = join(examples, 'generated')
-
-async function freePort (): Promise<number> {
-  return await new Promise((resolve, reject) => {
-    const server = createServer()
-    server.once('error', reject)
-    server.listen(0, '127.0.0.1', () => {
-      const { port } = server.address() as { port: number }
-      server.close(() => { resolve(port) })
-    })
-  })
-}
 
 /** openapi-typescript on `document`, into generated/agentidp.ts */
 async function generateTypes (document: string): Promise<void> {
@@ -50,7 +39,7 @@ async function typeCheck (): Promise<{ code: number, output: string }> {
 }
 
 t.setTimeout(300_000)
-const port = await freePort()
+const port = await sparePort()
 const issuer = `http://127.0.0.1:${port}`
 const app = await build(t, { env: { ISSUER_URL: issuer } })
 await app.listen({ port, host: '127.0.0.1' })

@@ -7,7 +7,7 @@ import { basic, bootstrap } from '../support/oauth-flow.js'
 import { ensureBuild, startPrivateRedis, waitFor } from '../support/private-services.js'
 import { generateSecret } from '../../services/secrets.js'
 import { quantile, recordFigures, spawnServer } from './support.js'
-import { createHttp, statusLine, type Answer } from './http.js'
+import { createHttp, registerOverHttp, statusLine, type Answer, type RegisteredClient } from './http.js'
 
 /**
  * Abuse (issue 11), over real TCP against the compiled server behind a trusted proxy (TRUST_PROXY,
@@ -69,16 +69,9 @@ async function token (clientId: string, secret: string, ip: string): Promise<Ans
 const adminAnswer = await token(adminClient.clientId, adminClient.clientSecret, '192.0.2.1')
 const adminBearer = { authorization: `Bearer ${(JSON.parse(adminAnswer.body) as { access_token: string }).access_token}`, 'x-forwarded-for': '192.0.2.1' }
 
-interface Client { agentId: string, credentialId: string, secret: string }
-async function newClient (): Promise<Client> {
-  const created = await http.send(base, 'POST', '/api/v1/agents', { ...adminBearer, ...JSON_TYPE }, JSON.stringify(agentBody({ capabilities: ['docs:read'], owner: `abuse-${randomUUID().slice(0, 8)}` })))
-  if (created.status !== 201) throw new Error(`agent refused: ${created.status} ${created.body}`)
-  const agentId = (JSON.parse(created.body) as { agentId: string }).agentId
-  const credential = await http.send(base, 'POST', `/api/v1/agents/${agentId}/credentials`, adminBearer)
-  if (credential.status !== 201) throw new Error(`credential refused: ${credential.status} ${credential.body}`)
-  const { credentialId, clientSecret } = JSON.parse(credential.body) as { credentialId: string, clientSecret: string }
-  return { agentId, credentialId, secret: clientSecret }
-}
+type Client = RegisteredClient
+const newClient = async (): Promise<Client> =>
+  await registerOverHttp(http, base, adminBearer, agentBody({ capabilities: ['docs:read'], owner: `abuse-${randomUUID().slice(0, 8)}` }))
 
 /** The server's CPU time so far (all threads: argon2 runs on libuv's), in ms. */
 function cpuMs (): number {

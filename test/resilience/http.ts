@@ -74,3 +74,16 @@ export function addresses (block: number): () => string {
     return `10.${block}.${Math.floor(next / 250) % 250}.${(next % 250) + 1}`
   }
 }
+
+export interface RegisteredClient { agentId: string, credentialId: string, secret: string }
+
+/** Registers `agent` (as the admin) and generates its credential, over HTTP; a refusal throws. */
+export async function registerOverHttp (http: Http, base: string, adminHeaders: Record<string, string>, agent: Record<string, unknown>): Promise<RegisteredClient> {
+  const created = await http.send(base, 'POST', '/api/v1/agents', { ...adminHeaders, 'content-type': 'application/json' }, JSON.stringify(agent))
+  if (created.status !== 201) throw new Error(`agent refused: ${created.status} ${created.body}`)
+  const agentId = (JSON.parse(created.body) as { agentId: string }).agentId
+  const credential = await http.send(base, 'POST', `/api/v1/agents/${agentId}/credentials`, adminHeaders)
+  if (credential.status !== 201) throw new Error(`credential refused: ${credential.status} ${credential.body}`)
+  const { credentialId, clientSecret } = JSON.parse(credential.body) as { credentialId: string, clientSecret: string }
+  return { agentId, credentialId, secret: clientSecret }
+}

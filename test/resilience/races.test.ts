@@ -7,7 +7,7 @@ import { ensureBuild, startPrivatePostgres, startPrivateRedis, waitFor } from '.
 import { migrate } from '../../repositories/migrations.js'
 import { generateSecret } from '../../services/secrets.js'
 import { recordFigures, spawnServer, type SpawnedServer } from './support.js'
-import { addresses, claimsOf, createHttp, statusLine, type Answer } from './http.js'
+import { addresses, claimsOf, createHttp, registerOverHttp, statusLine, type Answer, type RegisteredClient } from './http.js'
 
 /**
  * Races (issue 11), end to end over real TCP against the compiled server — one instance, and two
@@ -85,16 +85,9 @@ if (adminAnswer.status !== 200) throw new Error(`admin token refused: ${adminAns
 // the same signing key and database on every instance: the admin's token works on all of them
 const adminBearer = { authorization: `Bearer ${(JSON.parse(adminAnswer.body) as { access_token: string }).access_token}` }
 
-interface Victim { agentId: string, credentialId: string, secret: string }
-async function newClient (base: string, overrides: Record<string, unknown> = {}): Promise<Victim> {
-  const created = await http.send(base, 'POST', '/api/v1/agents', { ...adminBearer, ...JSON_TYPE }, JSON.stringify(agentBody({ capabilities: CAPABILITIES, owner: `races-${Math.random().toString(36).slice(2, 10)}`, ...overrides })))
-  if (created.status !== 201) throw new Error(`agent refused: ${created.status} ${created.body}`)
-  const agentId = (JSON.parse(created.body) as { agentId: string }).agentId
-  const credential = await http.send(base, 'POST', `/api/v1/agents/${agentId}/credentials`, adminBearer)
-  if (credential.status !== 201) throw new Error(`credential refused: ${credential.status} ${credential.body}`)
-  const { credentialId, clientSecret } = JSON.parse(credential.body) as { credentialId: string, clientSecret: string }
-  return { agentId, credentialId, secret: clientSecret }
-}
+type Victim = RegisteredClient
+const newClient = async (base: string, overrides: Record<string, unknown> = {}): Promise<Victim> =>
+  await registerOverHttp(http, base, adminBearer, agentBody({ capabilities: CAPABILITIES, owner: `races-${Math.random().toString(36).slice(2, 10)}`, ...overrides }))
 
 /**
  * Keeps every server's argon2 queue full: `loops` loops per server, each from an address of its

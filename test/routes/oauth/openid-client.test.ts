@@ -1,9 +1,9 @@
-import { createServer } from 'node:net'
 import t from 'tap'
 import * as oidc from 'openid-client'
 import { createRemoteJWKSet, decodeJwt, jwtVerify } from 'jose'
 import { build } from '../../helper.js'
 import { bootstrapClient, registerClient } from './support.js'
+import { sparePort } from '../../support/private-services.js'
 
 /**
  * End to end with a standard OAuth client library written elsewhere (panva's openid-client v6):
@@ -12,18 +12,7 @@ import { bootstrapClient, registerClient } from './support.js'
  * jwks_uri, as any resource server would do it.
  */
 
-async function freePort (): Promise<number> {
-  return await new Promise((resolve, reject) => {
-    const server = createServer()
-    server.once('error', reject)
-    server.listen(0, '127.0.0.1', () => {
-      const { port } = server.address() as { port: number }
-      server.close(() => resolve(port))
-    })
-  })
-}
-
-const port = await freePort()
+const port = await sparePort()
 const issuer = `http://127.0.0.1:${port}`
 const app = await build(t, { env: { ISSUER_URL: issuer } })
 await app.listen({ port, host: '127.0.0.1' })
