@@ -396,6 +396,13 @@ function validAuth (operation: Operation): fc.Arbitrary<Auth> {
 }
 
 const CLIENT_FIELDS = ['client_id', 'client_secret']
+// The token endpoint's schema holds both grants' parameters; those of the token exchange are refused
+// with client_credentials (README, "Delegation"), the grant every generated request uses. A valid
+// request leaves them out (exchanges have their own tests: test/routes/oauth/token-exchange.test.ts);
+// a broken one may still carry them, as an unknown or mistyped member would.
+const EXCHANGE_FIELDS = ['subject_token', 'subject_token_type', 'actor_token', 'actor_token_type', 'requested_token_type', 'audience']
+const leftOut = (operation: Operation) =>
+  !isOAuth(operation) ? [] : operation.key === 'POST /api/v1/token' ? [...CLIENT_FIELDS, ...EXCHANGE_FIELDS] : CLIENT_FIELDS
 
 function validPath (operation: Operation): fc.Arbitrary<Record<string, string>> {
   const names = operation.parameters.filter((parameter) => parameter.in === 'path').map((parameter) => parameter.name)
@@ -417,7 +424,7 @@ function validQuery (operation: Operation): fc.Arbitrary<Array<[string, string]>
 function validParts (operation: Operation): fc.Arbitrary<Parts> {
   const body = operation.bodies.length === 0
     ? fc.constant(undefined)
-    : fc.constantFrom(...operation.bodies).chain((declared) => objectEntries(declared.schema, isOAuth(operation) ? CLIENT_FIELDS : [])
+    : fc.constantFrom(...operation.bodies).chain((declared) => objectEntries(declared.schema, leftOut(operation))
       .map((entries): Body => ({ type: declared.type, entries })))
   return fc.record({ path: validPath(operation), query: validQuery(operation), body, auth: validAuth(operation) })
     .map(({ path, query, body: generated, auth }) => ({
