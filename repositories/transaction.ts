@@ -29,8 +29,14 @@ export interface TransactionOptions {
   settleCommit?: boolean
 }
 
-/** How long a lost COMMIT is looked for before its outcome is given up as unknown. */
-const SETTLE_MS = 3000
+/**
+ * How long a lost COMMIT is looked for before its outcome is given up as unknown. A backend that
+ * is stalled (not dead) decides only when it runs again: its termination is pending, but a COMMIT
+ * already in its input may still win (test/resilience/faults-midflight.test.ts saw it, 2 of 3
+ * times, with 3 s here). So the wait covers stalls of up to 15 s beyond the 5 s query timeout —
+ * still within the 30 s a request may take (REQUEST_TIMEOUT_MS) — for writes as rare as these.
+ */
+const SETTLE_MS = 15_000
 
 /**
  * The one way to run a transaction: `work` gets a client on which BEGIN has run; COMMIT when it
