@@ -193,7 +193,9 @@ function schemaValid (operation: Operation, parts: Parts, payload: string | Buff
       return false
     }
   } else {
-    parsed = fromPairs(new URLSearchParams(typeof payload === 'string' ? payload : payload.toString('utf8')))
+    // RFC 6749 §3.2, as the OAuth endpoints parse forms: a parameter without a value is omitted
+    const pairs = [...new URLSearchParams(typeof payload === 'string' ? payload : payload.toString('utf8'))]
+    parsed = fromPairs(isOAuth(operation) ? pairs.filter(([, value]) => value !== '') : pairs)
   }
   return cached(`${operation.key} body ${body.type}`, () => asSent.compile(declared.schema))(parsed)
 }
