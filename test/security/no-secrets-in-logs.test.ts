@@ -150,6 +150,15 @@ t.test('a whole session runs as expected (the scan below is only as good as the 
   const secondToken = accessToken(await call('token with the new secret', formPost(TOKEN, GRANT, basicAgent)))
   t.equal((await call('self read', { method: 'GET', url: `${AGENTS}/${agentId}`, headers: { authorization: `Bearer ${secondToken}` } })).statusCode, 200, 'self-service read')
 
+  // token exchange: the agent acts for the admin; the subject token travels in the body (issue 15)
+  t.equal((await call('let the agent read agents', { method: 'PATCH', url: `${AGENTS}/${agentId}`, headers: bearerAdmin, payload: { capabilities: ['docs:read', 'agents:read'] } })).statusCode, 200, 'capability granted')
+  t.equal((await call('allow the agent to act for the admin', { method: 'PATCH', url: `${AGENTS}/${admin.clientId}`, headers: bearerAdmin, payload: { mayAct: [agentId] } })).statusCode, 200, 'mayAct set')
+  const EXCHANGE = { grant_type: 'urn:ietf:params:oauth:grant-type:token-exchange', subject_token_type: 'urn:ietf:params:oauth:token-type:access_token' }
+  const delegated = accessToken(await call('token exchange', formPost(TOKEN, { ...EXCHANGE, subject_token: jsonToken, scope: 'agents:read' }, basicAgent)))
+  t.equal((await call('delegated read', { method: 'GET', url: AGENTS, headers: { authorization: `Bearer ${delegated}` } })).statusCode, 200, 'the delegated token works')
+  t.equal((await call('exchange of a forged subject token', formPost(TOKEN, { ...EXCHANGE, subject_token: garbage }, basicAgent))).statusCode, 400, 'a forged subject token is refused')
+  t.equal((await call('exchange with an actor token of another agent', formPost(TOKEN, { ...EXCHANGE, subject_token: jsonToken, actor_token: formToken, actor_token_type: EXCHANGE.subject_token_type }, basicAgent))).statusCode, 400, 'another agent\'s actor token is refused')
+
   // revocation: own token, then another client's token (refused)
   t.equal((await call('revoke own token', formPost(REVOKE, { token: agentToken }, basicAgent))).statusCode, 200, 'own token revoked')
   t.equal((await call('revoked token used', { method: 'GET', url: `${AGENTS}/${agentId}`, headers: { authorization: `Bearer ${agentToken}` } })).statusCode, 401, 'the revoked token is refused')
