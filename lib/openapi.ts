@@ -28,6 +28,11 @@ export const RESPONSE_HEADERS: Json = {
     schema: { type: 'string' },
     example: 'Bearer error="invalid_token", error_description="the access token has expired"'
   },
+  WwwAuthenticateResource: {
+    description: 'The challenge (RFC 6750 §3): `Bearer` with `error="invalid_token"` when a token was sent (no error when none was), and always `resource_metadata`, the URL of the protected resource metadata (RFC 9728 §5.1)',
+    schema: { type: 'string' },
+    example: 'Bearer error="invalid_token", error_description="the access token has expired", resource_metadata="http://localhost:3000/.well-known/oauth-protected-resource"'
+  },
   WwwAuthenticateScope: {
     description: 'On a missing scope, the scope the operation needs (RFC 6750 §3.1)',
     schema: { type: 'string' },
@@ -62,22 +67,27 @@ export const TRANSPORT_RESPONSES: Json = {
 }
 
 /** Which headers a response of `status` carries (x-request-id: every response). */
-function headersOf (status: string, isOAuth: boolean): string[] {
+function headersOf (status: string, isOAuth: boolean, isManagement: boolean): string[] {
   const names = ['RequestId']
   if (status === '429' || status === '503') names.push('RetryAfter')
-  if (status === '401') names.push('WwwAuthenticate')
+  // the management API's 401s name its protected resource metadata (plugins/errors.ts); the others do not
+  if (status === '401') names.push(isManagement && !isOAuth ? 'WwwAuthenticateResource' : 'WwwAuthenticate')
   if (status === '403' && !isOAuth) names.push('WwwAuthenticateScope')
   return names
 }
 
 /** The header each of RESPONSE_HEADERS is. */
 export const HEADER_NAMES: Record<string, string> = {
-  RequestId: 'x-request-id', RetryAfter: 'Retry-After', WwwAuthenticate: 'WWW-Authenticate', WwwAuthenticateScope: 'WWW-Authenticate'
+  RequestId: 'x-request-id',
+  RetryAfter: 'Retry-After',
+  WwwAuthenticate: 'WWW-Authenticate',
+  WwwAuthenticateResource: 'WWW-Authenticate',
+  WwwAuthenticateScope: 'WWW-Authenticate'
 }
 
-function operationsOf (document: Json): Json[] {
-  return Object.values(document.paths ?? {}).flatMap((item) =>
-    Object.entries(item as Json).filter(([method]) => HTTP_METHODS.has(method)).map(([, operation]) => operation as Json))
+function operationsOf (document: Json): Array<{ path: string, operation: Json }> {
+  return Object.entries(document.paths ?? {}).flatMap(([path, item]) =>
+    Object.entries(item as Json).filter(([method]) => HTTP_METHODS.has(method)).map(([, operation]) => ({ path, operation: operation as Json })))
 }
 
 /** The first example a named schema holds, for a media type that references it without one. */
@@ -108,8 +118,9 @@ export function finishDocument (document: Json, options: FinishOptions): Json {
     headers: { ...document.components?.headers, ...RESPONSE_HEADERS },
     responses: { ...document.components?.responses, ...TRANSPORT_RESPONSES }
   }
-  for (const operation of operationsOf(document)) {
+  for (const { path, operation } of operationsOf(document)) {
     const isOAuth = (operation.tags ?? []).includes('oauth')
+    const isManagement = path.startsWith('/api/')
     for (const parameter of (operation.parameters ?? []) as Json[]) {
       // a parameter with a default may be left out: the server fills it in (limit: 20)
       if (parameter.in === 'query' && parameter.schema?.default !== undefined) parameter.required = false
@@ -121,7 +132,7 @@ export function finishDocument (document: Json, options: FinishOptions): Json {
     for (const [status, response] of Object.entries(operation.responses ?? {}) as Array<[string, Json]>) {
       response.headers = {
         ...response.headers,
-        ...Object.fromEntries(headersOf(status, isOAuth).map((name) => [HEADER_NAMES[name], { $ref: `#/components/headers/${name}` }]))
+        ...Object.fromEntries(headersOf(status, isOAuth, isManagement).map((name) => [HEADER_NAMES[name], { $ref: `#/components/headers/${name}` }]))
       }
       addExamples(document, response.content)
     }

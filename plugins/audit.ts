@@ -4,15 +4,20 @@ import type { Queryable } from '../repositories/transaction.js'
 import { agentExists } from '../repositories/agents.js'
 import { isUuid } from '../lib/uuid.js'
 import type { DenialRecord } from '../lib/errors.js'
-import { recordEvents, type AuditContext, type AuditEntry } from '../services/audit/record.js'
+import { recordEvents, toAuditRecord, type AuditContext, type AuditEntry } from '../services/audit/record.js'
+import { insertAuditEvents, type AuditRecord } from '../repositories/audit-events.js'
+import { createGroupCommit } from '../lib/group-commit.js'
+import { isDependencyFailure } from '../lib/errors.js'
 
 /**
  * The audit trail's writer for the HTTP side (`app.audit`). Callers pass the transaction client of
  * the change they record, so the event commits (or rolls back) with the change itself; events with
- * no change to go with them (failed authentication, refusals) are written on their own before the
- * response is sent. Every event takes the one path of services/audit/record.ts. Written events
- * are sealed into the hash chain shortly after they commit by the jobs plugin's sealer, nudged
- * from here, never on the request's path.
+ * no change to go with them (failed authentication, refusals, introspection) are written before the
+ * response is sent, group-committed with those of the requests of the same moment
+ * (lib/group-commit.ts: one INSERT and one commit for all of them, each request answered once its
+ * own events are durable). Every event takes the one path of services/audit/record.ts. Written
+ * events are sealed into the hash chain shortly after they commit by the jobs plugin's sealer,
+ * nudged from here, never on the request's path.
  *
  * Failures have one helper each and one metadata shape:
  *   auth.failed    {reason, method, endpoint, ...details}  (the claimed agent only when it exists)
@@ -22,7 +27,7 @@ import { recordEvents, type AuditContext, type AuditEntry } from '../services/au
  * `denied` writes it, the next ones are counted into one summary row per address and minute
  * (services/audit/floods.ts, written by the jobs plugin), so no request rate turns into as many rows.
  */
-export type AuthMethod = 'bearer' | 'client_credentials'
+export type AuthMethod = 'bearer' | 'client_credentials' | 'private_key_jwt' | 'jwt_bearer'
 
 export interface AuthFailure {
   /** who the caller claimed to be; unverified, so recorded only when such an agent exists */
@@ -60,6 +65,8 @@ export interface AuditWriter {
 // trips whatever it seals, so under load a pass every 250 ms seals hundreds of events at a time
 // instead of a few (measured: a 20 ms nudge made sealing a quarter of token issuance's CPU).
 const SEAL_NUDGE_MS = 250
+// calls (each with its one or few events) per commit of events of their own
+const OWN_EVENTS_MAX_BATCH = 256
 
 /** The route pattern a request matched (never the raw URL, which the caller chose). */
 function endpointOf (request: FastifyRequest): string | undefined {
@@ -83,8 +90,23 @@ export default fp(async function auditPlugin (app: FastifyInstance) {
     }
   }
 
-  async function recordMany (request: FastifyRequest, entries: AuditEntry[], db: Queryable = app.pg): Promise<void> {
-    await recordEvents(db, context(request), entries)
+  // events of their own (no transaction given): each call's events are one member of the next commit
+  const ownCommits = createGroupCommit<AuditRecord[], void>({
+    async write (calls) {
+      await insertAuditEvents(app.pg, calls.flat())
+      return calls.map(() => undefined)
+    },
+    isDependencyFailure,
+    maxBatch: OWN_EVENTS_MAX_BATCH
+  })
+
+  async function recordMany (request: FastifyRequest, entries: AuditEntry[], db?: Queryable): Promise<void> {
+    if (db === undefined) {
+      const eventContext = context(request)
+      await ownCommits.submit(entries.map((entry) => toAuditRecord(eventContext, entry)))
+    } else {
+      await recordEvents(db, context(request), entries)
+    }
     sealer.nudge(SEAL_NUDGE_MS)
   }
 

@@ -5,7 +5,8 @@ import { findTokenState } from '../repositories/tokens.js'
 import { findDelegationState } from '../repositories/delegations.js'
 import { revocationReason, type RevocationReason } from '../services/revocation.js'
 import { actorsOf, chainRevocationReason, chainScopes, MAX_CHAIN_LENGTH } from '../services/delegation.js'
-import { RateLimitError, UnknownKeyError, unauthorized } from '../lib/errors.js'
+import { dpopUnauthorized, RateLimitError, UnknownKeyError, unauthorized } from '../lib/errors.js'
+import { DPOP_ALGORITHMS, DpopProofError } from '../services/dpop.js'
 import { parseAuthorization } from '../lib/authorization.js'
 import { isUuid } from '../lib/uuid.js'
 import { credentialOfTokenId } from '../lib/token-id.js'
@@ -47,6 +48,9 @@ export type FailureReason =
   | 'wrong_audience' | 'expired_token' | 'token_not_yet_valid' | 'missing_claim' | 'unknown_agent'
   | RevocationReason
 
+/** Why a valid token may not be used as it was presented (RFC 9449 §7). */
+export type BindingFailure = 'dpop_bound_token_as_bearer' | 'dpop_token_not_bound' | 'dpop_proof_invalid' | 'dpop_key_mismatch'
+
 export type Validation =
   | { ok: true, principal: Principal }
   | { ok: false, reason: FailureReason, claimedAgentId: string | null }
@@ -54,6 +58,12 @@ export type Validation =
 export interface Auth {
   /** full validation, signature to revocation state; `audience` defaults to ISSUER_URL */
   validate (token: string, options?: { audience?: string | string[] | null }): Promise<Validation>
+  /**
+   * Checks the token's binding against how it was presented: a DPoP-bound token (cnf.jkt) only with
+   * the DPoP scheme and a proof of its key, a token sent with the DPoP scheme only if bound. Null
+   * when the presentation is right, else the failure and the 401 to answer.
+   */
+  checkBinding (request: FastifyRequest, scheme: string, token: string, principal: Principal): Promise<{ reason: BindingFailure, error: Error } | null>
   /** refuses (429, audited as a limit breach) an address past RATE_LIMIT_BEARER_FAILURES_PER_IP; call before any work */
   refuseFlooding (request: FastifyRequest): Promise<void>
   /**
@@ -224,20 +234,39 @@ export default fp(async function authPlugin (app: FastifyInstance) {
     return principal(granted.filter((scope) => state.capabilities.includes(scope)), false)
   }
 
+  async function checkBinding (request: FastifyRequest, scheme: string, token: string, principal: Principal): Promise<{ reason: BindingFailure, error: Error } | null> {
+    const cnf = principal.claims.cnf as { jkt?: unknown } | undefined
+    const jkt = typeof cnf === 'object' && cnf !== null && typeof cnf.jkt === 'string' ? cnf.jkt : null
+    const refusal = (reason: BindingFailure, detail: string, error: 'invalid_token' | 'invalid_dpop_proof') =>
+      ({ reason, error: dpopUnauthorized(detail, error, DPOP_ALGORITHMS) })
+    if (scheme === 'bearer') return jkt === null ? null : refusal('dpop_bound_token_as_bearer', 'the access token is DPoP-bound: send it as "DPoP <token>" with a DPoP proof', 'invalid_token')
+    if (jkt === null) return refusal('dpop_token_not_bound', 'the access token is not DPoP-bound: send it as "Bearer <token>"', 'invalid_token')
+    try {
+      const proof = await app.dpop.resourceProof(request, token)
+      return proof.jkt === jkt ? null : refusal('dpop_key_mismatch', 'the DPoP proof is signed by another key than the token is bound to', 'invalid_dpop_proof')
+    } catch (error) {
+      if (!(error instanceof DpopProofError)) throw error
+      return refusal('dpop_proof_invalid', 'the DPoP proof is not valid', 'invalid_dpop_proof')
+    }
+  }
+
   async function authenticate (request: FastifyRequest): Promise<void> {
     await refuseFlooding(request)
     const authorization = parseAuthorization(request.headers.authorization)
-    if (authorization?.scheme !== 'bearer' || authorization.credentials === null) {
+    const scheme = authorization?.scheme
+    if ((scheme !== 'bearer' && scheme !== 'dpop') || authorization?.credentials === null || authorization === null) {
       const missing = authorization === null
       return await reject(request, { claimedAgentId: null, reason: missing ? 'missing_token' : 'malformed_authorization' },
-        unauthorized(missing ? 'an access token is required' : 'the Authorization header must be "Bearer <access token>"', false))
+        unauthorized(missing ? 'an access token is required' : 'the Authorization header must be "Bearer <access token>" (or "DPoP <access token>" with a DPoP proof)', false))
     }
     const result = await validate(authorization.credentials)
     if (!result.ok) return await reject(request, { claimedAgentId: result.claimedAgentId, reason: result.reason }, unauthorized(DESCRIPTIONS[result.reason], true))
+    const binding = await checkBinding(request, authorization.scheme, authorization.credentials, result.principal)
+    if (binding !== null) return await reject(request, { claimedAgentId: result.principal.agentId, reason: binding.reason }, binding.error)
     request.principal = result.principal
   }
 
-  app.decorate('auth', { validate, refuseFlooding, reject })
+  app.decorate('auth', { validate, checkBinding, refuseFlooding, reject })
   app.decorateRequest('principal', undefined)
 
   app.addHook('onRoute', function requireBearer (route) {
@@ -245,4 +274,4 @@ export default fp(async function authPlugin (app: FastifyInstance) {
     const existing = route.onRequest === undefined ? [] : Array.isArray(route.onRequest) ? route.onRequest : [route.onRequest]
     route.onRequest = [authenticate, ...existing]
   })
-}, { name: 'auth', dependencies: ['config', 'db', 'keys', 'audit', 'rate-limit'], fastify: '5.x' })
+}, { name: 'auth', dependencies: ['config', 'db', 'keys', 'audit', 'rate-limit', 'dpop'], fastify: '5.x' })

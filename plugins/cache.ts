@@ -31,6 +31,11 @@ export interface Cache {
    */
   reserve (key: string, ttlMs: number): Promise<number>
   release (key: string): Promise<void>
+  /**
+   * Claims `key` for `ttlMs`: true for the first claim on any instance, false while the key lives
+   * (single-use checks such as an assertion's jti).
+   */
+  claimOnce (key: string, ttlMs: number): Promise<boolean>
   close (): Promise<void>
 }
 
@@ -120,6 +125,13 @@ function redisCache (client: Redis, prefix: string, observe: CommandObserver, lo
         throw new DependencyUnavailableError('redis', { cause: error })
       }
     },
+    async claimOnce (key, ttlMs) {
+      try {
+        return await client.set(prefix + key, '1', 'PX', ttlMs, 'NX') === 'OK'
+      } catch (error) {
+        throw new DependencyUnavailableError('redis', { cause: error })
+      }
+    },
     async close () {
       subscriber.disconnect()
       client.disconnect()
@@ -132,6 +144,7 @@ export function memoryCache (): Cache {
   const listeners = new Map<string, Array<(message: string) => void>>()
   // one process: no instance can die holding a reservation, so nothing needs to expire
   const counters = new Map<string, number>()
+  const claims = new Map<string, number>()
   return {
     kind: 'memory',
     ping: async () => {},
@@ -149,6 +162,14 @@ export function memoryCache (): Cache {
       const count = (counters.get(key) ?? 0) - 1
       if (count <= 0) counters.delete(key)
       else counters.set(key, count)
+    },
+    claimOnce: async (key, ttlMs) => {
+      const now = Date.now()
+      if ((claims.get(key) ?? 0) > now) return false
+      // forget lapsed claims now and then, so the map stays as small as the live ones
+      if (claims.size > 10_000) for (const [claimed, until] of claims) if (until <= now) claims.delete(claimed)
+      claims.set(key, now + ttlMs)
+      return true
     },
     close: async () => { listeners.clear() }
   }

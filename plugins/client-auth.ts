@@ -7,6 +7,7 @@ import { storedHashOf } from './vault.js'
 import { OAuthError, RateLimitError } from '../lib/errors.js'
 import { parseAuthorization } from '../lib/authorization.js'
 import { createKeyedLimiter, createLimiter } from '../lib/limiter.js'
+import { AssertionFailure, CLIENT_ASSERTION_TYPE } from '../services/assertions.js'
 
 /**
  * OAuth client authentication (RFC 6749 §2.3.1): client_secret_basic or client_secret_post, never
@@ -37,25 +38,47 @@ export interface AuthenticatedClient {
   agentId: string
   credentialId: string
   capabilities: string[]
+  /** the agent's audiences (RFC 8707), read with the rest of the client: what `resource` may name besides the issuer */
+  audiences: string[]
   validAfterMs: number
-  /** the stored hash the secret was verified against: the issuance write checks it is still the one (a rotation since refuses the token) */
+  /**
+   * the stored hash the secret was verified against: the issuance write checks it is still the one
+   * (a rotation since refuses the token); `credential:<kind>` for a key, jwks_uri or federated row
+   */
   secretHash: string
-  method: 'client_secret_basic' | 'client_secret_post'
+  /** private_key_jwt: a client_assertion; jwt_bearer: the grant's assertion (plugins/assertion-auth.ts) */
+  method: 'client_secret_basic' | 'client_secret_post' | 'private_key_jwt' | 'jwt_bearer'
+  /** the agent's own assertion, to be recorded as used with the issuance (else it already is, or is federated) */
+  assertion?: { key: string, expiresAt: number }
+  /** every token of this agent must be DPoP-bound (RFC 9449) */
+  dpopBound: boolean
 }
 
-interface PresentedCredentials { clientId: string, secret: string, method: AuthenticatedClient['method'] }
+interface PresentedCredentials { clientId: string, secret: string, method: 'client_secret_basic' | 'client_secret_post' }
 
-export interface ClientCredentialFields { client_id?: string, client_secret?: string }
+export interface ClientCredentialFields { client_id?: string, client_secret?: string, client_assertion?: string, client_assertion_type?: string }
+
+export interface AuthenticateOptions {
+  /** the token endpoint: an assertion's jti is recorded durably with the issuance, not before */
+  issuing?: boolean
+}
 
 export interface ClientAuthenticator {
   /** true when the request carries client credentials (header or body), whether valid or not */
   presents (request: FastifyRequest, body: ClientCredentialFields): boolean
-  authenticate (request: FastifyRequest, body: ClientCredentialFields): Promise<AuthenticatedClient>
+  authenticate (request: FastifyRequest, body: ClientCredentialFields, options?: AuthenticateOptions): Promise<AuthenticatedClient>
+  /**
+   * The jwt-bearer grant (RFC 7523 §2.1): the agent its `assertion` maps to. Client authentication,
+   * when the request carries one too, must be that same agent's. A refused assertion is 400
+   * invalid_grant, counted against the address and audited like a failed client authentication.
+   */
+  authenticateGrant (request: FastifyRequest, body: ClientCredentialFields & { assertion: string }): Promise<AuthenticatedClient>
 }
 
 const FAILURE_WINDOW_SECONDS = 60
 // reservations a dead instance left behind expire this long after the address's last reservation
 const RESERVATION_TTL_MS = FAILURE_WINDOW_SECONDS * 1000
+// a remembered secret not used for this long is forgotten (each use keeps it this much longer)
 const DIGEST_TTL_MS = 10 * 60_000
 const DIGEST_MAX_ENTRIES = 10_000
 // argon2 runs on libuv's 4 threads, which RS256 signing also uses: keep two of them for signing
@@ -77,7 +100,7 @@ function fromBasicCredentials (credentials: string | null): PresentedCredentials
   try {
     const clientId = decodeURIComponent(decoded.slice(0, colon).replace(/\+/g, ' '))
     const secret = decodeURIComponent(decoded.slice(colon + 1).replace(/\+/g, ' '))
-    return { clientId, secret, method: 'client_secret_basic' }
+    return { clientId, secret, method: 'client_secret_basic' as const }
   } catch {
     return null
   }
@@ -118,10 +141,20 @@ export default fp(async function clientAuthPlugin (app: FastifyInstance) {
     return entry !== undefined && entry.expiresAt > Date.now() && timingSafeEqual(entry.digest, digestOf(secret))
   }
 
+  /**
+   * Whether the secret is the remembered one, for the hash the row names now. A recalled entry is
+   * kept DIGEST_TTL_MS longer and moved to the back of the eviction order: an agent in use never
+   * goes back to argon2 (with a fixed lifetime, a fleet behind one address re-verified all at once
+   * every ten minutes, and the per-address reservation refused part of it with 429, bench/README.md).
+   */
   function recalls (record: ClientRecord, secret: string): boolean {
     const entry = remembered.get(record.credentialId)
-    if (entry === undefined || entry.storedHash !== record.secretHash || entry.expiresAt <= Date.now()) return false
-    return timingSafeEqual(entry.digest, digestOf(secret))
+    const now = Date.now()
+    if (entry === undefined || entry.storedHash !== record.secretHash || entry.expiresAt <= now) return false
+    if (!timingSafeEqual(entry.digest, digestOf(secret))) return false
+    remembered.delete(record.credentialId)
+    remembered.set(record.credentialId, { ...entry, expiresAt: now + DIGEST_TTL_MS })
+    return true
   }
 
   async function argon2 (ip: string, hash: string, secret: string): Promise<boolean> {
@@ -162,7 +195,7 @@ export default fp(async function clientAuthPlugin (app: FastifyInstance) {
   async function reject (request: FastifyRequest, method: AuthenticatedClient['method'] | null, claimedClientId: string | null, reason: string): Promise<never> {
     // counted first: a reservation is released only once its failure is in the count
     if (failuresPerIp !== null) await failuresPerIp(request)
-    await app.audit.authFailed(request, { claimedAgentId: claimedClientId, reason, method: 'client_credentials' })
+    await app.audit.authFailed(request, { claimedAgentId: claimedClientId, reason, method: method === 'private_key_jwt' ? 'private_key_jwt' : 'client_credentials' })
     throw new OAuthError(401, 'invalid_client', 'client authentication failed',
       method === 'client_secret_basic' ? { 'www-authenticate': 'Basic realm="agentidp", charset="UTF-8"' } : {})
   }
@@ -213,6 +246,32 @@ export default fp(async function clientAuthPlugin (app: FastifyInstance) {
     return release
   }
 
+  /**
+   * private_key_jwt (RFC 7523 §2.2): the only client authentication of the request, its failures
+   * answered, counted and audited as a wrong secret's are (one 401 body whatever the reason).
+   */
+  async function byAssertion (request: FastifyRequest, body: ClientCredentialFields, options: AuthenticateOptions): Promise<AuthenticatedClient> {
+    if (parseAuthorization(request.headers.authorization)?.scheme === 'basic' || body.client_secret !== undefined) {
+      throw invalidRequest('use one client authentication method: client_assertion, HTTP Basic or client_secret')
+    }
+    if (body.client_assertion === undefined) throw invalidRequest('client_assertion is required with client_assertion_type')
+    if (body.client_assertion_type !== CLIENT_ASSERTION_TYPE) throw invalidRequest(`client_assertion_type must be ${CLIENT_ASSERTION_TYPE}`)
+    try {
+      return await app.assertionAuth.authenticate(body.client_assertion, {
+        ...(body.client_id === undefined ? {} : { clientId: body.client_id }), recordNow: options.issuing !== true, method: 'private_key_jwt', request
+      })
+    } catch (error) {
+      if (!(error instanceof AssertionFailure)) throw error
+      if (error.unauthorizedClient) {
+        // a suspended agent proved who it is; a metadata document's host without a grant proved nothing: it counts
+        if (error.reason !== 'agent_suspended' && failuresPerIp !== null) await failuresPerIp(request)
+        await app.audit.authFailed(request, { claimedAgentId: error.claimedAgentId, reason: error.reason, method: 'private_key_jwt' })
+        throw new OAuthError(400, 'unauthorized_client', error.reason === 'agent_suspended' ? 'the client is suspended' : 'this client is not authorized at this server')
+      }
+      return await reject(request, 'private_key_jwt', error.claimedAgentId, error.reason)
+    }
+  }
+
   async function verify (request: FastifyRequest, credentials: PresentedCredentials): Promise<AuthenticatedClient> {
     const credentialId = credentialIdOf(credentials.secret)
     // A secret this instance verified recently costs no argon2, so it needs no reservation; any
@@ -242,32 +301,64 @@ export default fp(async function clientAuthPlugin (app: FastifyInstance) {
         await app.audit.authFailed(request, { claimedAgentId: client.agentId, reason: 'agent_suspended', method: 'client_credentials' })
         throw new OAuthError(400, 'unauthorized_client', 'the client is suspended')
       }
+      // an agent moved off secrets (authMethods) is refused like a wrong secret
+      if (!client.authMethods.includes(credentials.method)) return await reject(request, credentials.method, credentials.clientId, 'auth_method_not_allowed')
       return {
         agentId: client.agentId,
         credentialId: client.credentialId,
         capabilities: client.capabilities,
+        audiences: client.audiences,
         validAfterMs: client.validAfterMs,
         secretHash: client.secretHash as string,
-        method: credentials.method
+        method: credentials.method,
+        dpopBound: client.dpopBound
       }
     } finally {
       release?.()
     }
   }
 
-  const authenticator: ClientAuthenticator = {
-    presents (request, body) {
-      return parseAuthorization(request.headers.authorization)?.scheme === 'basic' || body.client_secret !== undefined || body.client_id !== undefined
-    },
-    async authenticate (request, body) {
-      await refuseFloodingIp(request)
-      const credentials = presented(request, body)
-      if (credentials === null) return await reject(request, null, body.client_id ?? null, 'no_client_credentials')
-      if (credentials === 'malformed') return await reject(request, 'client_secret_basic', null, 'malformed_basic_header')
-      request.oauthClient = await verify(request, credentials)
+  function presents (request: FastifyRequest, body: ClientCredentialFields): boolean {
+    return parseAuthorization(request.headers.authorization)?.scheme === 'basic' || body.client_secret !== undefined || body.client_id !== undefined ||
+      body.client_assertion !== undefined || body.client_assertion_type !== undefined
+  }
+
+  async function authenticate (request: FastifyRequest, body: ClientCredentialFields, options: AuthenticateOptions = {}): Promise<AuthenticatedClient> {
+    await refuseFloodingIp(request)
+    if (body.client_assertion !== undefined || body.client_assertion_type !== undefined) {
+      request.oauthClient = await byAssertion(request, body, options)
       return request.oauthClient
     }
+    const credentials = presented(request, body)
+    if (credentials === null) return await reject(request, null, body.client_id ?? null, 'no_client_credentials')
+    if (credentials === 'malformed') return await reject(request, 'client_secret_basic', null, 'malformed_basic_header')
+    request.oauthClient = await verify(request, credentials)
+    return request.oauthClient
   }
-  app.decorate('clientAuth', authenticator)
+
+  async function grantAssertion (request: FastifyRequest, assertion: string, clientId: string | undefined): Promise<AuthenticatedClient> {
+    try {
+      return await app.assertionAuth.authenticate(assertion, { ...(clientId === undefined ? {} : { clientId }), recordNow: false, method: 'jwt_bearer' })
+    } catch (error) {
+      if (!(error instanceof AssertionFailure)) throw error
+      if (failuresPerIp !== null) await failuresPerIp(request)
+      await app.audit.authFailed(request, { claimedAgentId: error.claimedAgentId, reason: error.reason, method: 'jwt_bearer' })
+      if (error.unauthorizedClient) throw new OAuthError(400, 'unauthorized_client', 'the agent is suspended')
+      throw new OAuthError(400, 'invalid_grant', 'the assertion is not valid')
+    }
+  }
+
+  async function authenticateGrant (request: FastifyRequest, body: ClientCredentialFields & { assertion: string }): Promise<AuthenticatedClient> {
+    await refuseFloodingIp(request)
+    const authenticatesClient = parseAuthorization(request.headers.authorization)?.scheme === 'basic' ||
+      body.client_secret !== undefined || body.client_assertion !== undefined || body.client_assertion_type !== undefined
+    // a client assertion next to the grant's is recorded as used at once: the issuance records the grant's
+    const client = authenticatesClient ? await authenticate(request, body, { issuing: false }) : null
+    const agent = await grantAssertion(request, body.assertion, client?.agentId ?? body.client_id)
+    request.oauthClient = agent
+    return agent
+  }
+
+  app.decorate('clientAuth', { presents, authenticate, authenticateGrant } satisfies ClientAuthenticator)
   app.decorateRequest('oauthClient', null)
-}, { name: 'client-auth', dependencies: ['config', 'db', 'cache', 'rate-limit', 'audit', 'client-directory'], fastify: '5.x' })
+}, { name: 'client-auth', dependencies: ['config', 'db', 'cache', 'rate-limit', 'audit', 'client-directory', 'assertion-auth'], fastify: '5.x' })

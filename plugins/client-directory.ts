@@ -1,11 +1,14 @@
 import fp from 'fastify-plugin'
 import type { FastifyInstance } from 'fastify'
 import { findClientByCredential, type ClientRecord } from '../repositories/credentials.js'
+import { findKeyClient, type KeyClientRecord } from '../repositories/agent-keys.js'
 
 /**
  * Who a credential belongs to and whether it may be used, for client authentication — read from
- * PostgreSQL and kept in memory for at most a second. Every change that matters to it (credential
- * rotated or revoked; agent suspended, reactivated, decommissioned or given other capabilities) is
+ * PostgreSQL and kept in memory for at most a second; likewise an agent with its keys, for
+ * private_key_jwt and the jwt-bearer grant (without it, a PostgreSQL read per assertion). Every
+ * change that matters to it (credential rotated or revoked; agent suspended, reactivated,
+ * decommissioned, given other capabilities, keys or federated subjects) is
  * announced with `changed()`: this instance forgets at once and every other instance as soon as
  * the broadcast arrives, milliseconds later. Whenever broadcasts might be missed (the Redis
  * subscription is down), nothing is served from memory at all. So the token endpoint never acts
@@ -19,6 +22,8 @@ export interface ClientChange { agentId?: string, credentialId?: string }
 
 export interface ClientDirectory {
   find (credentialId: string): Promise<ClientRecord | null>
+  /** the agent and its active key rows, as repositories/agent-keys.ts reads them */
+  findKeyClient (agentId: string): Promise<KeyClientRecord | null>
   /** announces a committed change of an agent or a credential to every instance */
   changed (change: ClientChange): Promise<void>
 }
@@ -36,16 +41,35 @@ declare module 'fastify' {
 
 export default fp(async function clientDirectoryPlugin (app: FastifyInstance) {
   const entries = new Map<string, { record: ClientRecord, expiresAt: number }>()
+  const keyClients = new Map<string, { record: KeyClientRecord, expiresAt: number }>()
   let trusted = false
   // bumped by every invalidation: a read that started before one must not be stored after it
   let generation = 0
 
   function forget (change: ClientChange): void {
     generation += 1
-    if (change.credentialId !== undefined) entries.delete(change.credentialId)
+    if (change.credentialId !== undefined) {
+      entries.delete(change.credentialId)
+      // a credential alone names no agent here: every agent's key rows are read anew (rare)
+      if (change.agentId === undefined) keyClients.clear()
+    }
     if (change.agentId !== undefined) {
       for (const [credentialId, entry] of entries) if (entry.record.agentId === change.agentId) entries.delete(credentialId)
+      keyClients.delete(change.agentId)
     }
+  }
+
+  function forgetAll (): void {
+    generation += 1
+    entries.clear()
+    keyClients.clear()
+  }
+
+  /** Stores what a read returned, unless a change was announced while it ran or broadcasts can't be trusted. */
+  function remember<V> (store: Map<string, { record: V, expiresAt: number }>, key: string, record: V, readFrom: number, now: number): void {
+    if (!trusted || readFrom !== generation) return
+    if (store.size >= MAX_ENTRIES) store.delete(store.keys().next().value as string)
+    store.set(key, { record, expiresAt: now + TTL_MS })
   }
 
   app.cache.listen(CHANNEL, function onChange (message) {
@@ -53,12 +77,10 @@ export default fp(async function clientDirectoryPlugin (app: FastifyInstance) {
       forget(JSON.parse(message) as ClientChange)
     } catch {
       // not ours or garbled: forget everything rather than keep something stale
-      forget({})
-      entries.clear()
+      forgetAll()
     }
   }, function onTrust (nowTrusted) {
-    generation += 1
-    entries.clear()
+    forgetAll()
     trusted = nowTrusted
   })
 
@@ -69,10 +91,16 @@ export default fp(async function clientDirectoryPlugin (app: FastifyInstance) {
       if (hit !== undefined && hit.expiresAt > now) return expiredBy(hit.record, now)
       const readFrom = generation
       const record = await findClientByCredential(app.pg, credentialId)
-      if (record !== null && trusted && readFrom === generation) {
-        if (entries.size >= MAX_ENTRIES) entries.delete(entries.keys().next().value as string)
-        entries.set(credentialId, { record, expiresAt: now + TTL_MS })
-      }
+      if (record !== null) remember(entries, credentialId, record, readFrom, now)
+      return record
+    },
+    async findKeyClient (agentId) {
+      const now = Date.now()
+      const hit = trusted ? keyClients.get(agentId) : undefined
+      if (hit !== undefined && hit.expiresAt > now) return hit.record
+      const readFrom = generation
+      const record = await findKeyClient(app.pg, agentId)
+      if (record !== null) remember(keyClients, agentId, record, readFrom, now)
       return record
     },
     async changed (change) {

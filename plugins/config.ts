@@ -5,6 +5,7 @@ import { Type, type Static } from 'typebox'
 import { Value } from 'typebox/value'
 import { ConfigError, type ConfigProblem } from '../lib/errors.js'
 import { bundledPolicyDir } from '../lib/paths.js'
+import { algorithmOfKey, DEFAULT_SIGNING_ALG, describeKeyType, KEY_REQUIRED_BY, SIGNING_ALGORITHMS, type SigningAlg } from '../lib/signing-keys.js'
 
 /**
  * Every environment variable the IdP reads, in one schema. This module is the only reader of
@@ -23,9 +24,10 @@ const EnvSchema = Type.Object({
   PORT: Type.Integer({ minimum: 0, maximum: 65535, default: 3000 }),
   DATABASE_URL: Type.String({ pattern: '^postgres(ql)?://', maxLength: 4096, description: 'postgresql://user:password@host:port/database' }),
   REDIS_URL: Type.Optional(Type.String({ pattern: '^rediss?://', maxLength: 4096 })),
-  JWT_PRIVATE_KEY: Text('PEM RSA private key (PKCS#1 or PKCS#8) that signs access tokens'),
+  JWT_ALG: Type.Enum([...SIGNING_ALGORITHMS], { default: DEFAULT_SIGNING_ALG, description: 'the algorithm access tokens are signed with; JWT_PRIVATE_KEY must be its key type: RS256 an RSA key of at least 2048 bits, ES256 an EC P-256 key, EdDSA an Ed25519 key' }),
+  JWT_PRIVATE_KEY: Text('PEM private key (PKCS#8; RSA also PKCS#1, EC also SEC1) that signs access tokens, of the type JWT_ALG needs'),
   JWT_PUBLIC_KEY: Text('PEM public key matching JWT_PRIVATE_KEY'),
-  JWT_ADDITIONAL_PUBLIC_KEYS: Type.Optional(Type.String({ maxLength: 65536 })),
+  JWT_ADDITIONAL_PUBLIC_KEYS: Type.Optional(Type.String({ maxLength: 65536, description: 'more PEM public keys that verify and are published (key rotation, a change of JWT_ALG): RSA ≥ 2048 bits, EC P-256 or Ed25519, each verifying only its own algorithm' })),
   ISSUER_URL: Type.String({ pattern: '^https?://[^\\s?#]+$', maxLength: 2048 }),
   CORS_ORIGIN: Type.String({ default: '*', minLength: 1, maxLength: 4096 }),
   VAULT_ADDR: Type.Optional(Type.String({ pattern: '^https?://', maxLength: 2048 })),
@@ -37,6 +39,9 @@ const EnvSchema = Type.Object({
   VAULT_RECONCILE_INTERVAL_SECONDS: Type.Integer({ minimum: 1, maximum: 86_400, default: 900, description: 'how often Vault secrets without a usable credential row are removed' }),
   POLICY_DIR: Type.String({ default: bundledPolicyDir, minLength: 1, maxLength: 4096, description: 'the authorization policy; default: the policies/ bundled with the code' }),
   TOKEN_TTL_SECONDS: Type.Integer({ minimum: 60, maximum: 86_400, default: 3600 }),
+  REMOTE_FETCH_ALLOW_PRIVATE_NETWORKS: Flag(false, 'let jwks_uri, OIDC discovery and client metadata document fetches reach loopback, private and link-local addresses (an issuer inside the cluster); off: only public addresses'),
+  REMOTE_FETCH_CA_FILE: Type.Optional(Text('PEM file of extra CAs trusted for jwks_uri, OIDC discovery and client metadata document fetches (e.g. a Kubernetes cluster CA), besides the system roots')),
+  DPOP_NONCE_REQUIRED: Flag(false, 'RFC 9449 §8: every DPoP proof at the token endpoint must carry a server nonce (DPoP-Nonce); off: nonces are not asked for'),
   DELEGATION_MAX_DEPTH: Type.Integer({ minimum: 1, maximum: 16, default: 4, description: 'most hops (actors) a token-exchange chain may have' }),
   RATE_LIMIT_TOKEN_PER_CLIENT: Limit(100, 'token requests per minute per client_id'),
   RATE_LIMIT_AUTH_FAILURES_PER_IP: Limit(30, 'failed client authentications per minute per IP'),
@@ -100,7 +105,9 @@ export function loadConfig (env: Record<string, string | undefined>, options: Lo
   const parsed = candidate as Env
   const privatePem = normalisePem(parsed.JWT_PRIVATE_KEY ?? '')
   const publicPem = normalisePem(parsed.JWT_PUBLIC_KEY ?? '')
-  if (!invalid('JWT_PRIVATE_KEY') && !invalid('JWT_PUBLIC_KEY')) collect(() => { checkKeyPair(privatePem, publicPem) })
+  // with a malformed JWT_ALG (already reported) the key is only checked to be of a usable type
+  const alg = invalid('JWT_ALG') ? null : parsed.JWT_ALG
+  if (!invalid('JWT_PRIVATE_KEY') && !invalid('JWT_PUBLIC_KEY')) collect(() => { checkKeyPair(privatePem, publicPem, alg) })
   const additional = splitPems(normalisePem(parsed.JWT_ADDITIONAL_PUBLIC_KEYS ?? ''))
   collect(() => { additional.forEach((pem) => parsePublicKey('JWT_ADDITIONAL_PUBLIC_KEYS', pem)) })
 
@@ -164,29 +171,37 @@ function splitPems (value: string): string[] {
 }
 
 function parsePublicKey (variable: string, pem: string): KeyObject {
+  let key: KeyObject
   try {
-    const key = createPublicKey(pem)
-    checkRsa(variable, key)
-    return key
-  } catch (error) {
-    if (error instanceof ConfigError) throw error
+    key = createPublicKey(pem)
+  } catch {
     throw new ConfigError(variable, 'is not a PEM public key')
+  }
+  // an additional key may be of any signing type: during a change of JWT_ALG the old one keeps verifying
+  if (algorithmOfKey(key) === null) throw new ConfigError(variable, `holds ${describeKeyType(key)}; keys must be ${Object.values(KEY_REQUIRED_BY).join(', ')}`)
+  return key
+}
+
+/** The private key must be of the type JWT_ALG needs (any signing type while JWT_ALG is malformed). */
+function checkSigningKeyType (privateKey: KeyObject, alg: SigningAlg | null): void {
+  const implied = algorithmOfKey(privateKey)
+  if (alg === null) {
+    if (implied === null) throw new ConfigError('JWT_PRIVATE_KEY', `is ${describeKeyType(privateKey)}; it must be ${Object.values(KEY_REQUIRED_BY).join(', ')}`)
+    return
+  }
+  if (implied !== alg) {
+    throw new ConfigError('JWT_PRIVATE_KEY', `is ${describeKeyType(privateKey)}, but JWT_ALG ${alg} needs ${KEY_REQUIRED_BY[alg]} (agentidp keys generate --alg ${alg})`)
   }
 }
 
-function checkRsa (variable: string, key: KeyObject): void {
-  const bits = key.asymmetricKeyDetails?.modulusLength ?? 0
-  if (key.asymmetricKeyType !== 'rsa' || bits < 2048) throw new ConfigError(variable, 'must be an RSA key of at least 2048 bits')
-}
-
-function checkKeyPair (privatePem: string, publicPem: string): void {
+function checkKeyPair (privatePem: string, publicPem: string, alg: SigningAlg | null): void {
   let privateKey: KeyObject
   try {
     privateKey = createPrivateKey(privatePem)
   } catch {
     throw new ConfigError('JWT_PRIVATE_KEY', 'is not a PEM private key')
   }
-  checkRsa('JWT_PRIVATE_KEY', privateKey)
+  checkSigningKeyType(privateKey, alg)
   const publicKey = parsePublicKey('JWT_PUBLIC_KEY', publicPem)
   const derived = createPublicKey(privateKey).export({ type: 'spki', format: 'der' })
   if (!derived.equals(publicKey.export({ type: 'spki', format: 'der' }))) {

@@ -2,6 +2,8 @@ import type { Socket } from 'node:net'
 import fp from 'fastify-plugin'
 import type { FastifyError, FastifyInstance, FastifyReply, FastifyRequest } from 'fastify'
 import { completeRequest, noteFailure } from '../lib/logger.js'
+import { protectedResourceMetadataUrl } from '../lib/protected-resource.js'
+import { withChallengeParameter } from '../lib/www-authenticate.js'
 import {
   isDependencyFailure, OAuthError, OverloadedError, problemType, ProblemError, RateLimitError, STATUS_TITLES, validationError,
   type FieldError, type OAuthErrorCode, type ProblemCode
@@ -107,6 +109,13 @@ async function errorHandler (this: FastifyInstance, error: FastifyError, request
   }
   const problem = classify(error)
   logFailure(request, error, problem.status, problem.code)
+  if (problem.status === 401 && request.routeOptions.url?.startsWith('/api/') === true) {
+    // RFC 9728 §5.1: every 401 of the management API names its protected resource metadata, in the
+    // one place every challenge passes through (plugins/auth.ts builds them; DPoP's too)
+    const challenge = withChallengeParameter(problem.headers['www-authenticate'], ['Bearer', 'DPoP'], 'resource_metadata',
+      protectedResourceMetadataUrl(this.config.ISSUER_URL))
+    return problemReply(reply, { ...problem, headers: { ...problem.headers, 'www-authenticate': challenge } })
+  }
   return problemReply(reply, problem)
 }
 

@@ -1,7 +1,7 @@
 import fp from 'fastify-plugin'
 import type { FastifyInstance, FastifyReply, FastifyRequest, RouteHandlerMethod } from 'fastify'
 import type { Principal } from './auth.js'
-import { loadPolicy, type Decision, type PolicyData, type PolicyInput, type PolicyEngine } from '../services/policy.js'
+import { loadPolicy, scopesForClientHost, type Decision, type PolicyData, type PolicyInput, type PolicyEngine } from '../services/policy.js'
 import { AccessDenied, agentNotFound, forbidden, insufficientScope, ProblemError } from '../lib/errors.js'
 import { isUuid } from '../lib/uuid.js'
 
@@ -35,6 +35,11 @@ export interface Policy {
   readonly platformScopes: readonly string[]
   /** the scope an action requires (what the OpenAPI document lists as the operation's oauth2 scope) */
   scopeOf (action: string): string | undefined
+  /**
+   * the scopes granted to clients identified by a metadata document on `host` (URL.host: lower
+   * case, with a port unless 443), from the policy data's `clientMetadataHosts`; empty: refused
+   */
+  scopesForClientHost (host: string): string[]
 }
 
 declare module 'fastify' {
@@ -104,7 +109,8 @@ export default fp(async function policyPlugin (app: FastifyInstance) {
       const rule = data.actions[action]
       // a delegation rule names no scope: who may act is decided by mayAct alone
       return rule !== undefined && 'scope' in rule ? rule.scope : undefined
-    }
+    },
+    scopesForClientHost: (host) => scopesForClientHost(data, host)
   }
   app.decorate('policy', policy)
 

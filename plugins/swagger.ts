@@ -91,7 +91,7 @@ export default fp(async function swaggerPlugin (app: FastifyInstance) {
       openapi: '3.1.0',
       info: {
         title: 'AgentIdP',
-        description: 'Identity provider for AI agents: OAuth 2.0 client credentials, RS256 access tokens (RFC 9068), scopes and an audit trail.\n\n' +
+        description: 'Identity provider for AI agents: OAuth 2.0 client credentials, signed access tokens (RFC 9068; RS256 by default, ES256 or EdDSA with JWT_ALG), scopes and an audit trail.\n\n' +
           'Management errors are RFC 9457 problem details (`application/problem+json`) with a stable `code`; the OAuth endpoints answer RFC 6749 §5.2 `{error, error_description}`. ' +
           'Every response carries `x-request-id`.',
         version: packageVersion(),
@@ -103,6 +103,7 @@ export default fp(async function swaggerPlugin (app: FastifyInstance) {
         { name: 'agents', description: 'Agent registry' },
         { name: 'credentials', description: 'Client secrets of an agent' },
         { name: 'audit', description: 'Audit trail' },
+        { name: 'federation', description: 'Trusted external issuers (workload identity federation)' },
         { name: 'operations', description: 'Health, metrics and documentation' }
       ],
       components: { securitySchemes: securitySchemes(base, app.policy.platformScopes, app.config.METRICS_TOKEN !== undefined) }

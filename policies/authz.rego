@@ -21,6 +21,9 @@
 # `delegation` is given for a token exchange (action "tokens.exchange"): who may act for the chain's
 # subject, and for the previous actor (the subject itself on the first hop).
 # data:  {"platformScopes": [...], "actions": {"<action>": {"scope", "selfService"?, "visibleWith"?, "confersCapabilities"?} | {"delegation": true}}}
+#        and "clientMetadataHosts"?: {"<host>": ["scope", ...]}: the scopes of clients identified by a
+#        metadata document (an https client_id) on that host. The server reads it from the data itself
+#        (app.policy.scopesForClientHost) at the token endpoint; this policy does not decide it.
 #
 # decision: {"allow": true} or {"allow": false, "reason": R, "scope": S} where R is, checked in this order,
 #   "unknown_action"       the action is not in data.actions (scope null)

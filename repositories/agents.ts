@@ -1,6 +1,7 @@
 import { randomUUID } from 'node:crypto'
 import type { Queryable } from './transaction.js'
 import { exactTimestamp } from './columns.js'
+import { federatedSubjectsSql } from './agent-keys.js'
 import { conflict } from '../lib/errors.js'
 import { decodeCursor, encodeCursor } from '../lib/cursor.js'
 import type { Agent, CreateAgent, ListAgentsQuery, UpdateAgent } from '../schemas/agents.js'
@@ -17,13 +18,18 @@ interface AgentRow {
   deployment_env: Agent['deploymentEnv']
   status: Agent['status']
   may_act: string[]
+  auth_methods: Agent['authMethods']
+  federated_subjects: Agent['federatedSubjects']
+  audiences: string[]
+  dpop_bound: boolean
+  client_id_url: string | null
   created_at: Date
   updated_at: Date
   created_at_exact: string
 }
 
 const COLUMNS = `agent_id, email, agent_type, version, capabilities, owner, deployment_env, status, may_act,
-  created_at, updated_at, ${exactTimestamp('created_at')} AS created_at_exact`
+  auth_methods, ${federatedSubjectsSql('agents')} AS federated_subjects, audiences, dpop_bound, client_id_url, created_at, updated_at, ${exactTimestamp('created_at')} AS created_at_exact`
 
 function toAgent (row: AgentRow): Agent {
   return {
@@ -36,6 +42,11 @@ function toAgent (row: AgentRow): Agent {
     deploymentEnv: row.deployment_env,
     status: row.status,
     mayAct: row.may_act,
+    authMethods: row.auth_methods,
+    federatedSubjects: row.federated_subjects,
+    audiences: row.audiences,
+    dpopBound: row.dpop_bound,
+    clientIdUrl: row.client_id_url,
     createdAt: row.created_at.toISOString(),
     updatedAt: row.updated_at.toISOString()
   }
@@ -46,9 +57,10 @@ const UNIQUE_VIOLATION = '23505'
 export async function insertAgent (db: Queryable, input: CreateAgent): Promise<Agent> {
   try {
     const { rows } = await db.query<AgentRow>(
-      `INSERT INTO agents (agent_id, email, agent_type, version, capabilities, owner, deployment_env)
-       VALUES ($1, $2, $3, $4, $5, $6, $7) RETURNING ${COLUMNS}`,
-      [randomUUID(), input.email, input.agentType, input.version, input.capabilities, input.owner, input.deploymentEnv]
+      `INSERT INTO agents (agent_id, email, agent_type, version, capabilities, owner, deployment_env, auth_methods, audiences, dpop_bound)
+       VALUES ($1, $2, $3, $4, $5, $6, $7, coalesce($8, '{client_secret_basic,client_secret_post,private_key_jwt}'::text[]), $9, $10) RETURNING ${COLUMNS}`,
+      [randomUUID(), input.email, input.agentType, input.version, input.capabilities, input.owner, input.deploymentEnv, input.authMethods ?? null,
+        input.audiences ?? [], input.dpopBound ?? false]
     )
     return toAgent(rows[0])
   } catch (error) {
@@ -57,6 +69,23 @@ export async function insertAgent (db: Queryable, input: CreateAgent): Promise<A
     }
     throw error
   }
+}
+
+/** The agent that stands for a client identified by its metadata document (see plugins/client-metadata.ts). */
+export interface ClientMetadataAgent { agentId: string, clientIdUrl: string, email: string, owner: string, capabilities: string[] }
+
+/**
+ * Creates the agent of a client metadata document (agentType custom, version 0.0.0, production,
+ * private_key_jwt only) unless it exists: true when this call created it (false too when another
+ * agent holds its email or URL: the caller finds no row of its own then).
+ */
+export async function insertClientMetadataAgent (db: Queryable, agent: ClientMetadataAgent): Promise<boolean> {
+  const { rowCount } = await db.query(
+    `INSERT INTO agents (agent_id, email, agent_type, version, capabilities, owner, deployment_env, auth_methods, client_id_url)
+     VALUES ($1, $2, 'custom', '0.0.0', $3, $4, 'production', '{private_key_jwt}', $5)
+     ON CONFLICT DO NOTHING`,
+    [agent.agentId, agent.email, agent.capabilities, agent.owner, agent.clientIdUrl])
+  return rowCount === 1
 }
 
 /**
@@ -74,8 +103,12 @@ export async function countAgentsOfOwner (db: Queryable, owner: string): Promise
 }
 
 export async function findAgent (db: Queryable, agentId: string, options: { forUpdate?: boolean } = {}): Promise<Agent | null> {
-  const { rows } = await db.query<AgentRow>(
-    `SELECT ${COLUMNS} FROM agents WHERE agent_id = $1${options.forUpdate === true ? ' FOR UPDATE' : ''}`, [agentId])
+  // named: prepared once per connection, as every authenticated GET /agents/:agentId reads it
+  const { rows } = await db.query<AgentRow>({
+    name: options.forUpdate === true ? 'find-agent-for-update' : 'find-agent',
+    text: `SELECT ${COLUMNS} FROM agents WHERE agent_id = $1${options.forUpdate === true ? ' FOR UPDATE' : ''}`,
+    values: [agentId]
+  })
   return rows.length === 0 ? null : toAgent(rows[0])
 }
 
@@ -106,7 +139,7 @@ export async function listAgents (db: Queryable, query: ListAgentsQuery): Promis
 }
 
 /** Applies the non-status fields of a PATCH. */
-export async function updateAgentFields (db: Queryable, agentId: string, changes: Omit<UpdateAgent, 'status'>): Promise<void> {
+export async function updateAgentFields (db: Queryable, agentId: string, changes: Omit<UpdateAgent, 'status' | 'federatedSubjects'>): Promise<void> {
   const assignments: string[] = []
   const values: unknown[] = [agentId]
   const set = (column: string, value: unknown) => { values.push(value); assignments.push(`${column} = $${values.length}`) }
@@ -116,6 +149,9 @@ export async function updateAgentFields (db: Queryable, agentId: string, changes
   if (changes.deploymentEnv !== undefined) set('deployment_env', changes.deploymentEnv)
   if (changes.agentType !== undefined) set('agent_type', changes.agentType)
   if (changes.mayAct !== undefined) set('may_act', changes.mayAct)
+  if (changes.authMethods !== undefined) set('auth_methods', changes.authMethods)
+  if (changes.audiences !== undefined) set('audiences', changes.audiences)
+  if (changes.dpopBound !== undefined) set('dpop_bound', changes.dpopBound)
   if (assignments.length === 0) return
   await db.query(`UPDATE agents SET ${assignments.join(', ')}, updated_at = now() WHERE agent_id = $1`, values)
 }

@@ -61,6 +61,11 @@ export interface SealingState {
   sealedEventId: string
 }
 
+/** Waits (on the database, not a timer) until the sealer at work, if any, has committed or rolled back. */
+export async function awaitChainHead (db: Queryable): Promise<void> {
+  await db.query('SELECT 1 FROM audit_chain FOR UPDATE')
+}
+
 /**
  * Takes the sealer's mutex (the chain head's row lock) for the rest of the transaction, or returns
  * null at once when another sealer holds it. The watermark is read in the same statement, before

@@ -49,7 +49,8 @@ export function eventsParameter (events: AuditRecord[]): string {
 
 export async function insertAuditEvents (db: Queryable, events: AuditRecord[]): Promise<void> {
   if (events.length === 0) return
-  await db.query(insertEventsSql('$1'), [eventsParameter(events)])
+  // named: prepared once per connection; introspection writes an event on every call
+  await db.query({ name: 'insert-events', text: insertEventsSql('$1'), values: [eventsParameter(events)] })
 }
 
 interface EventRow {
@@ -74,10 +75,13 @@ function toAuditEvent ({
 
 export interface AuditPage { data: AuditEvent[], nextCursor: string | null }
 
+/** True of every event; the predicate of the newest-first index over the whole trail (migration 014). */
+const WHOLE_TRAIL = "created_at > '-infinity'"
+
 /**
  * The statement behind GET /api/v1/audit: equality on whichever of agent_id, action and outcome are
  * given, a created_at range, and the keyset, newest first. Migration 007 has an index for every
- * combination whose leading columns are exactly the equalities, so PostgreSQL reads the page
+ * combination whose leading columns are exactly the equalities (014 the one without any), so PostgreSQL reads the page
  * straight from it (test/repositories/audit-events.test.ts asserts the plans). Exported for that test.
  */
 export function auditListStatement (query: ListAuditQuery): { text: string, values: unknown[] } {
@@ -93,6 +97,9 @@ export function auditListStatement (query: ListAuditQuery): { text: string, valu
     const after = decodeCursor(query.cursor)
     conditions.push(`(created_at, event_id) < (${bind(after.createdAt)}::timestamptz, ${bind(after.id)}::uuid)`)
   }
+  // without an equality filter: the partial newest-first index (migration 014), which only such
+  // listings may use; with one, the index of exactly those filters (migration 007)
+  if (query.agentId === undefined && query.action === undefined && query.outcome === undefined) conditions.push(WHOLE_TRAIL)
   const where = conditions.length === 0 ? '' : `WHERE ${conditions.join(' AND ')}`
   // one row more than asked tells whether another page exists
   return {
@@ -133,7 +140,8 @@ Promise<{ events: AuditEvent[], last: ExportPosition | null }> {
   if (range.since !== undefined) conditions.push(`created_at >= ${bind(range.since)}::timestamptz`)
   if (range.until !== undefined) conditions.push(`created_at <= ${bind(range.until)}::timestamptz`)
   if (range.after !== undefined) conditions.push(`(created_at, event_id) > (${bind(range.after.createdAt)}::timestamptz, ${bind(range.after.eventId)}::uuid)`)
-  const where = conditions.length === 0 ? '' : `WHERE ${conditions.join(' AND ')}`
+  conditions.push(WHOLE_TRAIL)
+  const where = `WHERE ${conditions.join(' AND ')}`
   const { rows } = await db.query<EventRow>(`SELECT ${EVENT_COLUMNS} FROM audit_events ${where} ORDER BY created_at, event_id LIMIT ${bind(range.limit)}`, values)
   const last = rows[rows.length - 1]
   return { events: rows.map(toAuditEvent), last: last === undefined ? null : { createdAt: last.created_at_exact, eventId: last.event_id } }

@@ -47,7 +47,8 @@ export type NewCredential = { credentialId: string, clientId: string, expiresAt:
  * token request verified just before a rotation, stops counting at once (client-auth, issuance).
  */
 export function secretBindingSql (alias: string): string {
-  return `COALESCE(${alias}.secret_hash, 'vault:' || ${alias}.vault_path || '#' || ${alias}.vault_version)`
+  // a key, jwks_uri or federated row never changes its binding: it is revoked and replaced instead
+  return `COALESCE(${alias}.secret_hash, 'vault:' || ${alias}.vault_path || '#' || ${alias}.vault_version, 'credential:' || ${alias}.kind)`
 }
 
 export async function insertCredential (db: Queryable, input: NewCredential): Promise<Credential> {
@@ -68,26 +69,26 @@ export async function findSecretPlace (db: Queryable, credentialId: string): Pro
 /** The Vault-relevant state of an agent's credentials, for reconciliation: id → state. */
 export async function findVaultStates (db: Queryable, clientId: string): Promise<Map<string, { revoked: boolean, vaultPath: string | null, vaultVersion: number | null }>> {
   const { rows } = await db.query<{ credential_id: string, status: string, vault_path: string | null, vault_version: number | null }>(
-    'SELECT credential_id, status, vault_path, vault_version FROM credentials WHERE client_id = $1', [clientId])
+    "SELECT credential_id, status, vault_path, vault_version FROM credentials WHERE client_id = $1 AND kind = 'secret'", [clientId])
   return new Map(rows.map((row) => [row.credential_id, { revoked: row.status === 'revoked', vaultPath: row.vault_path, vaultVersion: row.vault_version }]))
 }
 
 export async function countActiveCredentials (db: Queryable, clientId: string): Promise<number> {
   const { rows } = await db.query<{ count: number }>(
     `SELECT count(*)::int AS count FROM credentials
-     WHERE client_id = $1 AND status = 'active' AND (expires_at IS NULL OR expires_at > now())`, [clientId])
+     WHERE client_id = $1 AND kind = 'secret' AND status = 'active' AND (expires_at IS NULL OR expires_at > now())`, [clientId])
   return rows[0].count
 }
 
 export async function listCredentials (db: Queryable, clientId: string): Promise<Credential[]> {
   const { rows } = await db.query<CredentialRow>(
-    `SELECT ${COLUMNS} FROM credentials WHERE client_id = $1 ORDER BY created_at DESC, credential_id DESC`, [clientId])
+    `SELECT ${COLUMNS} FROM credentials WHERE client_id = $1 AND kind = 'secret' ORDER BY created_at DESC, credential_id DESC`, [clientId])
   return rows.map(toCredential)
 }
 
 export async function findCredential (db: Queryable, clientId: string, credentialId: string, options: { forUpdate?: boolean } = {}): Promise<Credential | null> {
   const { rows } = await db.query<CredentialRow>(
-    `SELECT ${COLUMNS} FROM credentials WHERE credential_id = $1 AND client_id = $2${options.forUpdate === true ? ' FOR UPDATE' : ''}`,
+    `SELECT ${COLUMNS} FROM credentials WHERE credential_id = $1 AND client_id = $2 AND kind = 'secret'${options.forUpdate === true ? ' FOR UPDATE' : ''}`,
     [credentialId, clientId])
   return rows.length === 0 ? null : toCredential(rows[0])
 }
@@ -110,6 +111,19 @@ export async function revokeCredential (db: Queryable, credentialId: string): Pr
     `UPDATE credentials SET status = 'revoked', revoked_at = now(), updated_at = now()
      WHERE credential_id = $1 RETURNING ${COLUMNS}`, [credentialId])
   return toCredential(rows[0])
+}
+
+/**
+ * Revokes every federated subject (`kind = 'federated'`) that names `issuer` and is not revoked
+ * yet, whatever agent it belongs to: the issuer is no longer trusted, so neither are the tokens its
+ * assertions obtained. Returns what it revoked.
+ */
+export async function revokeFederatedCredentials (db: Queryable, issuer: string): Promise<Array<{ credentialId: string, clientId: string }>> {
+  const { rows } = await db.query<{ credential_id: string, client_id: string }>(
+    `UPDATE credentials SET status = 'revoked', revoked_at = now(), updated_at = now()
+     WHERE kind = 'federated' AND federated_issuer = $1 AND status <> 'revoked'
+     RETURNING credential_id, client_id`, [issuer])
+  return rows.map((row) => ({ credentialId: row.credential_id, clientId: row.client_id }))
 }
 
 /** Revokes every credential of an agent not revoked yet; returns the ids it revoked. */
@@ -138,22 +152,27 @@ export interface ClientRecord {
   agentStatus: 'active' | 'suspended' | 'decommissioned'
   capabilities: string[]
   validAfterMs: number
+  /** the agent's authMethods: a secret is refused when its method is not listed */
+  authMethods: string[]
+  dpopBound: boolean
+  /** the agent's audiences (RFC 8707): what a token request's `resource` may name besides the issuer */
+  audiences: string[]
 }
 
 export async function findClientByCredential (db: Queryable, credentialId: string): Promise<ClientRecord | null> {
   const { rows } = await db.query<{
     credential_id: string, agent_id: string, secret_hash: string | null, vault_path: string | null, vault_version: number | null, credential_status: ClientRecord['credentialStatus'],
-    agent_status: ClientRecord['agentStatus'], capabilities: string[], valid_after_ms: string, expires_at: Date | null
+    agent_status: ClientRecord['agentStatus'], capabilities: string[], valid_after_ms: string, expires_at: Date | null, auth_methods: string[], dpop_bound: boolean, audiences: string[]
   }>({
     name: 'find-client-by-credential',
     text: `SELECT c.credential_id, a.agent_id, ${secretBindingSql('c')} AS secret_hash, c.vault_path, c.vault_version,
        CASE WHEN c.status = 'revoked' THEN 'revoked'
             WHEN c.expires_at IS NOT NULL AND c.expires_at <= now() THEN 'expired'
             ELSE 'active' END AS credential_status,
-       c.expires_at, a.status AS agent_status, a.capabilities,
+       c.expires_at, a.status AS agent_status, a.capabilities, a.auth_methods, a.dpop_bound, a.audiences,
        (extract(epoch FROM a.tokens_valid_after) * 1000)::bigint AS valid_after_ms
      FROM credentials c JOIN agents a ON a.agent_id = c.client_id
-     WHERE c.credential_id = $1`,
+     WHERE c.credential_id = $1 AND c.kind = 'secret'`,
     values: [credentialId]
   })
   if (rows.length === 0) return null
@@ -168,6 +187,9 @@ export async function findClientByCredential (db: Queryable, credentialId: strin
     expiresAtMs: row.expires_at?.getTime() ?? null,
     agentStatus: row.agent_status,
     capabilities: row.capabilities,
-    validAfterMs: Number(row.valid_after_ms)
+    validAfterMs: Number(row.valid_after_ms),
+    authMethods: row.auth_methods,
+    dpopBound: row.dpop_bound,
+    audiences: row.audiences
   }
 }

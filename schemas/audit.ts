@@ -1,7 +1,7 @@
 import { Type, type Static } from 'typebox'
 import { Cursor, EXAMPLE, ref, Uuid } from './common.js'
 
-/** `resource.verb`: the actions of API.md and any a later issue adds (token.exchanged, agent.keys_updated). */
+/** `resource.verb`: the actions of API.md and any a later issue adds (token.exchanged, agent.keys_updated, federation.issuer_created|updated|deleted). */
 export const AuditActionName = Type.String({ pattern: '^[a-z]+\\.[a-z_]+$', maxLength: 64, description: 'an audit action, e.g. token.issued' })
 export const AuditOutcome = Type.Enum(['success', 'failure'])
 

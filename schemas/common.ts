@@ -20,6 +20,7 @@ export const EXAMPLE = {
   agentId: '3f8e2a4c-9b1d-4e6f-8a2b-7c5d1e9f0a3b',
   credentialId: 'b71c0e52-6d3a-4f8b-9e21-5a4c3d2b1f60',
   eventId: 'e2a9c7d1-4b3f-4a6e-b8d2-1f0c9e7a5b34',
+  issuerId: '5c0d8e3a-7f21-4b69-9a4e-d13b6f2c8e07',
   createdAt: '2026-11-29T09:30:00.000Z',
   updatedAt: '2026-11-29T09:45:12.000Z',
   clientSecret: 'sk_live_s3Y2xuZ2N5dHdxcXhqZm5hbGt0c2Rmb2l1cXdlcnR5'

@@ -2,9 +2,11 @@ import type { TSchema } from 'typebox'
 import { Problem } from './common.js'
 import { Agent, AgentList, CreateAgent, UpdateAgent } from './agents.js'
 import { CreateCredential, Credential, CredentialList, IssuedCredential, RotateCredential } from './credentials.js'
+import { AgentKeys, PutAgentKeys } from './agent-keys.js'
 import { AuditEvent, AuditList, AuditVerification } from './audit.js'
+import { CreateFederationIssuer, FederationIssuer, FederationIssuerList, UpdateFederationIssuer } from './federation.js'
 import {
-  AuthorizationServerMetadata, IntrospectionResponse, Jwks, OAuthErrorBody, TokenParameter, TokenRequest, TokenResponse
+  AuthorizationServerMetadata, IntrospectionResponse, Jwks, OAuthErrorBody, ProtectedResourceMetadata, TokenParameter, TokenRequest, TokenResponse
 } from './oauth.js'
 import { Health, Liveness, Readiness } from './health.js'
 
@@ -16,9 +18,10 @@ import { Health, Liveness, Readiness } from './health.js'
  */
 export const COMPONENT_SCHEMAS: readonly TSchema[] = [
   Problem, OAuthErrorBody,
-  Agent, AgentList, CreateAgent, UpdateAgent,
+  Agent, AgentList, CreateAgent, UpdateAgent, AgentKeys, PutAgentKeys,
   Credential, IssuedCredential, CredentialList, CreateCredential, RotateCredential,
   AuditEvent, AuditList, AuditVerification,
-  TokenRequest, TokenResponse, TokenParameter, IntrospectionResponse, Jwks, AuthorizationServerMetadata,
+  FederationIssuer, FederationIssuerList, CreateFederationIssuer, UpdateFederationIssuer,
+  TokenRequest, TokenResponse, TokenParameter, IntrospectionResponse, Jwks, AuthorizationServerMetadata, ProtectedResourceMetadata,
   Health, Liveness, Readiness
 ]

@@ -2,34 +2,27 @@ import type { Pool } from 'pg'
 import { recordIssuances, remainingQuota, type IssuanceRecord } from '../repositories/tokens.js'
 import { inTransaction, type TransactionClient } from '../repositories/transaction.js'
 import { isDependencyFailure } from '../lib/errors.js'
+import { createGroupCommit } from '../lib/group-commit.js'
 
 /**
- * Group commit for token issuance. Each issuance has durable writes to make before its token may
- * leave the server — its `token.issued` event and its place in the monthly quota — and a commit
- * costs milliseconds. Requests that arrive while a commit is in flight go together in the next
- * one (one statement, one commit), so the cost is shared and no token is answered before its
- * writes are durable: nothing is lost when the process dies.
+ * Token issuance's durable writes, group-committed (lib/group-commit.ts). Each issuance has writes to
+ * make before its token may leave the server — its `token.issued` event and its place in the
+ * monthly quota — and requests that arrive while a commit is in flight go together in the next one.
  *
  * The quota is decided inside the same statement under PostgreSQL's row lock, so parallel
  * requests on several instances can never push an agent past TOKEN_MONTHLY_QUOTA.
  */
 
 const MAX_BATCH = 256
-// One commit in flight at a time: the requests that arrive meanwhile all go in the next one. Measured
-// with 10 connections (bench/): 1, 2, 3, 4 and 6 commits in flight gave 4.3, 2.6, 1.8, 1.5 and 1.2
-// issuances per commit, and throughput fell with every step, since each commit costs PostgreSQL
-// CPU that the signatures need (README, "Performance").
-const MAX_IN_FLIGHT = 1
 
 /**
  * `issued`: the `token.issued` event is durable, the token may leave; `over_quota`: the agent's
  * monthly quota is exhausted; `stale`: the client changed after it authenticated (suspended,
  * revoked, rotated): no token; `narrowed`: the agent's capabilities no longer cover the token's
- * scopes (narrowed after it authenticated): no token.
+ * scopes (narrowed after it authenticated): no token; `replayed`: the JWT assertion that
+ * authenticated the client was already used (its durable record says so): no token.
  */
-export type IssuanceOutcome = 'issued' | 'over_quota' | 'stale' | 'narrowed'
-
-interface Waiting { record: IssuanceRecord, settle: (outcome: IssuanceOutcome) => void, fail: (error: unknown) => void }
+export type IssuanceOutcome = 'issued' | 'over_quota' | 'stale' | 'narrowed' | 'replayed'
 
 export interface IssuanceLog {
   record (issuance: IssuanceRecord): Promise<IssuanceOutcome>
@@ -55,75 +48,42 @@ export interface IssuanceLogOptions {
 }
 
 /** Why the write refused a member whose client changed, or null when it did not. */
-function staleOutcome (waiting: Waiting, stale: Set<string>, narrowed: Set<string>): 'stale' | 'narrowed' | null {
-  const eventId = waiting.record.event.eventId
+function staleOutcome (record: IssuanceRecord, { stale, narrowed, replayed }: { stale: Set<string>, narrowed: Set<string>, replayed: Set<string> }): 'stale' | 'narrowed' | 'replayed' | null {
+  const eventId = record.event.eventId
+  if (replayed.has(eventId)) return 'replayed'
   return !stale.has(eventId) ? null : narrowed.has(eventId) ? 'narrowed' : 'stale'
 }
 
 export function createIssuanceLog ({ pool, quota, onWritten }: IssuanceLogOptions): IssuanceLog {
-  const queue: Waiting[] = []
-  let inFlight = 0
-
   /** An agent whose whole group did not fit gets what is left of its quota, in arrival order. */
-  async function settleOverQuota (group: Waiting[], month: string): Promise<void> {
-    const agentId = group[0].record.event.agentId as string
-    const { fitting, stale, narrowed } = await inTransaction(pool, async function grantRemainder (db: TransactionClient) {
+  async function settleOverQuota (group: IssuanceRecord[], month: string, outcomes: Map<IssuanceRecord, IssuanceOutcome>): Promise<void> {
+    const agentId = group[0].event.agentId as string
+    const { fitting, outcome } = await inTransaction(pool, async function grantRemainder (db: TransactionClient) {
       const fitting = group.slice(0, await remainingQuota(db, agentId, month, quota))
       // within what the locked counter has left: no limit for this statement, the basis still re-checked
-      const outcome = await recordIssuances(db, fitting.map((waiting) => waiting.record), 0, month)
-      return { fitting: fitting.length, stale: outcome.stale, narrowed: outcome.narrowed }
+      return { fitting: fitting.length, outcome: await recordIssuances(db, fitting, 0, month) }
     })
     onWritten()
-    group.forEach((waiting, index) => waiting.settle(index >= fitting ? 'over_quota' : staleOutcome(waiting, stale, narrowed) ?? 'issued'))
+    group.forEach((record, index) => { outcomes.set(record, index >= fitting ? 'over_quota' : staleOutcome(record, outcome) ?? 'issued') })
   }
 
-  async function flushBatch (batch: Waiting[]): Promise<void> {
+  async function writeBatch (batch: IssuanceRecord[]): Promise<IssuanceOutcome[]> {
     const month = currentMonth()
-    const { overQuota, stale, narrowed } = await recordIssuances(pool, batch.map((waiting) => waiting.record), quota, month)
+    const outcome = await recordIssuances(pool, batch, quota, month)
+    const { overQuota, stale } = outcome
     onWritten()
-    for (const waiting of batch) {
-      const refused = staleOutcome(waiting, stale, narrowed)
-      if (refused !== null) waiting.settle(refused)
-      else if (!overQuota.has(waiting.record.event.agentId as string)) waiting.settle('issued')
+    const outcomes = new Map<IssuanceRecord, IssuanceOutcome>()
+    for (const record of batch) {
+      const refused = staleOutcome(record, outcome)
+      if (refused !== null) outcomes.set(record, refused)
+      else if (!overQuota.has(record.event.agentId as string)) outcomes.set(record, 'issued')
     }
     for (const agentId of overQuota) {
-      await settleOverQuota(batch.filter((waiting) => waiting.record.event.agentId === agentId && !stale.has(waiting.record.event.eventId)), month)
+      await settleOverQuota(batch.filter((record) => record.event.agentId === agentId && !stale.has(record.event.eventId)), month, outcomes)
     }
+    return batch.map((record) => outcomes.get(record) as IssuanceOutcome)
   }
 
-  /**
-   * A batch that failed for something other than an unreachable database (a value PostgreSQL
-   * refused) is retried member by member, so only the member at fault fails: no request's input
-   * may fail another's issuance (issue 11, defect 2).
-   */
-  async function flushIsolating (batch: Waiting[]): Promise<void> {
-    try {
-      await flushBatch(batch)
-    } catch (error) {
-      if (batch.length === 1 || isDependencyFailure(error)) throw error
-      for (const waiting of batch) await flushBatch([waiting]).catch((single: unknown) => { waiting.fail(single) })
-    }
-  }
-
-  function pump (): void {
-    while (inFlight < MAX_IN_FLIGHT && queue.length > 0) {
-      const batch = queue.splice(0, MAX_BATCH)
-      inFlight += 1
-      flushIsolating(batch)
-        .catch((error: unknown) => { batch.forEach((waiting) => waiting.fail(error)) })
-        .finally(() => {
-          inFlight -= 1
-          pump()
-        })
-    }
-  }
-
-  return {
-    record (issuance) {
-      return new Promise<IssuanceOutcome>((resolve, reject) => {
-        queue.push({ record: issuance, settle: resolve, fail: reject })
-        pump()
-      })
-    }
-  }
+  const commits = createGroupCommit({ write: writeBatch, isDependencyFailure, maxBatch: MAX_BATCH })
+  return { record: (issuance) => commits.submit(issuance) }
 }

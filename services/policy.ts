@@ -4,6 +4,7 @@ import { loadPolicy as loadOpaPolicy } from '@open-policy-agent/opa-wasm'
 import { Type, type Static } from 'typebox'
 import { Value } from 'typebox/value'
 import { PolicyLoadError } from '../lib/errors.js'
+import { Scope } from '../schemas/common.js'
 
 /**
  * The authorization decision, as a pure function of the policy and its input (no HTTP here: the
@@ -40,9 +41,20 @@ const Rule = Type.Object({
 /** A token exchange: the caller (the actor) must be in the `mayAct` of the chain's subject or of the previous actor. */
 const DelegationRule = Type.Object({ delegation: Type.Literal(true) }, { additionalProperties: false })
 
+/**
+ * The scopes granted to clients identified by a metadata document (a client_id that is an https
+ * URL), by the URL's host as `new URL(url).host` spells it: lower case, with its port unless 443.
+ * A host not listed has none, and its clients are refused. Never a platform scope: a client that
+ * registered itself does not administer the IdP.
+ */
+const ClientMetadataHosts = Type.Record(Type.String(), Type.Array(Scope, { maxItems: 64, uniqueItems: true }))
+/** a host as URL.host spells it (the key of clientMetadataHosts), checked at load: a URL or a capital letter there would never match */
+const CLIENT_HOST = /^(\[[0-9a-f:.]+\]|[a-z0-9.-]+)(:[0-9]{1,5})?$/
+
 export const PolicyData = Type.Object({
   platformScopes: Type.Array(Type.String({ minLength: 1 }), { minItems: 1 }),
-  actions: Type.Record(Type.String({ pattern: '^[a-z]+\\.[a-z]+$' }), Type.Union([Rule, DelegationRule]))
+  actions: Type.Record(Type.String({ pattern: '^[a-z]+\\.[a-z]+$' }), Type.Union([Rule, DelegationRule])),
+  clientMetadataHosts: Type.Optional(ClientMetadataHosts)
 }, { additionalProperties: false })
 export type PolicyData = Static<typeof PolicyData>
 
@@ -107,7 +119,19 @@ export async function loadPolicyData (policyDir: string): Promise<PolicyData> {
   }
   const problem = [...Value.Errors(PolicyData, parsed)][0]
   if (problem !== undefined) throw new PolicyLoadError(path, `is invalid at ${problem.instancePath || '/'}: ${problem.message}`)
-  return parsed as PolicyData
+  const data = parsed as PolicyData
+  for (const [host, scopes] of Object.entries(data.clientMetadataHosts ?? {})) {
+    if (!CLIENT_HOST.test(host) || host.length > 123) throw new PolicyLoadError(path, `is invalid at /clientMetadataHosts: "${host}" is not a host as a URL spells it (lower case, a port only when not 443)`)
+    const platform = scopes.filter((scope) => data.platformScopes.includes(scope))
+    if (platform.length > 0) throw new PolicyLoadError(path, `grants platform scopes to the client metadata host ${host}: ${platform.join(' ')}`)
+  }
+  return data
+}
+
+/** The scopes the policy grants to clients whose metadata document is on `host` (URL.host); none when not listed. */
+export function scopesForClientHost (data: PolicyData, host: string): string[] {
+  const hosts = data.clientMetadataHosts ?? {}
+  return Object.hasOwn(hosts, host) ? [...hosts[host]] : []
 }
 
 /** Whatever evaluates the rules: the built-in engine or an OPA wasm policy. */

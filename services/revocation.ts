@@ -1,5 +1,6 @@
 import { pruneExpiredRevocations, type TokenState } from '../repositories/tokens.js'
 import { pruneExpiredDelegations } from '../repositories/delegations.js'
+import { pruneUsedAssertions } from '../repositories/used-assertions.js'
 import type { Queryable } from '../repositories/transaction.js'
 import { issuedBeforeValidAfter } from '../lib/token-time.js'
 
@@ -28,13 +29,14 @@ const MAX_PRUNE_BATCHES = 20
 
 /**
  * Deletes revocations, and the chains of delegated tokens, of tokens that expired over an hour ago,
- * in bounded batches; returns how many. An expired token is refused by its `exp` before either is
- * consulted, so pruning changes no answer. Several instances may prune at once: SKIP LOCKED hands
+ * and the records of used assertions that expired as long ago, in bounded batches; returns how
+ * many. An expired token or assertion is refused by its `exp` before any of them is consulted, so
+ * pruning changes no answer. Several instances may prune at once: SKIP LOCKED hands
  * each a different batch.
  */
 export async function pruneRevocations (db: Queryable): Promise<number> {
   let deleted = 0
-  for (const prune of [pruneExpiredRevocations, pruneExpiredDelegations]) {
+  for (const prune of [pruneExpiredRevocations, pruneExpiredDelegations, pruneUsedAssertions]) {
     for (let batch = 0; batch < MAX_PRUNE_BATCHES; batch += 1) {
       const pruned = await prune(db, PRUNE_BATCH_SIZE)
       deleted += pruned

@@ -20,6 +20,8 @@ import { startVaultStandIn, type VaultStandIn } from './support/vault-server.js'
 export const BASE_DATABASE_URL = process.env.TEST_DATABASE_URL ?? 'postgres://postgres@127.0.0.1:5432/test'
 export const REDIS_URL = process.env.TEST_REDIS_URL ?? 'redis://127.0.0.1:6379'
 export const ISSUER = 'http://idp.test'
+/** RFC 9728: the protected resource metadata every 401 of the management API names (`resource_metadata`) */
+export const RESOURCE_METADATA = `${ISSUER}/.well-known/oauth-protected-resource`
 
 interface Tap { teardown (fn: () => unknown): void }
 

@@ -137,7 +137,7 @@ t.test('a database that was never migrated: exit non-zero with one line naming t
   t.not(result.code, 0)
   const lines = result.stderr.trim().split('\n')
   t.equal(lines.length, 1, 'one line', { stderr: result.stderr })
-  t.match(lines[0], /^startup refused: the database schema is behind: 10 pending migrations \(001_create_agents, .*010_delegation\); apply them with `npm run db:migrate`/)
+  t.match(lines[0], /^startup refused: the database schema is behind: 14 pending migrations \(001_create_agents, .*014_audit_newest_index\); apply them with `npm run db:migrate`/)
   t.notOk(result.bound, 'never listened')
 })
 
@@ -146,13 +146,13 @@ t.test('a database missing only the newest migration is refused the same way, na
   const { schema } = await createSchema(t)
   const db = new pg.Client({ connectionString: BASE_DATABASE_URL })
   await db.connect()
-  await db.query(`DELETE FROM ${schema}.schema_migrations WHERE name = '010_delegation'`)
+  await db.query(`DELETE FROM ${schema}.schema_migrations WHERE name = '014_audit_newest_index'`)
   await db.end()
 
   const result = await runUntilExit(t, productionEnv(port, { DATABASE_URL: schemaUrl(schema) }), port)
 
   t.not(result.code, 0)
-  t.match(result.stderr.trim(), /^startup refused: the database schema is behind: 1 pending migration \(010_delegation\)/)
+  t.match(result.stderr.trim(), /^startup refused: the database schema is behind: 1 pending migration \(014_audit_newest_index\)/)
 })
 
 t.test('an unreachable database or Redis at start is said in words, naming host and port, never the password', async (t) => {

@@ -1,6 +1,6 @@
 import type { FastifyPluginAsyncTypebox } from '@fastify/type-provider-typebox'
 import type { FastifyRequest } from 'fastify'
-import { Agent, AgentList, AgentParams, CreateAgent, ListAgentsQuery, UpdateAgent } from '../../schemas/agents.js'
+import { Agent, AgentList, AgentParams, CreateAgent, ListAgentsQuery, UpdateAgent, type FederatedSubject } from '../../schemas/agents.js'
 import { NoContent, ref } from '../../schemas/common.js'
 import { json, managementErrors } from '../../schemas/responses.js'
 import type { Principal } from '../../plugins/auth.js'
@@ -8,10 +8,12 @@ import {
   countAgentsOfOwner, findAgent, insertAgent, listAgents, lockOwner, setAgentStatus, updateAgentFields
 } from '../../repositories/agents.js'
 import { revokeAllCredentials } from '../../repositories/credentials.js'
+import { replaceFederatedSubjects, unknownFederationIssuers } from '../../repositories/agent-keys.js'
 import { inTransaction, type TransactionClient } from '../../repositories/transaction.js'
 import type { AuditEntry } from '../../services/audit/record.js'
 import { ADMIN_SCOPE, holdsAdminScope, isLastUsableAdmin } from '../../services/last-admin.js'
-import { AccessDenied, agentNotFound, conflict, ProblemError } from '../../lib/errors.js'
+import { AccessDenied, agentNotFound, conflict, ProblemError, validationError } from '../../lib/errors.js'
+import { resourceUriProblem } from '../../lib/resource-uri.js'
 import { afterRevocation } from '../../plugins/vault.js'
 
 /*
@@ -30,6 +32,34 @@ const agents: FastifyPluginAsyncTypebox = async function agentsRoutes (app) {
     const detail = `you cannot grant scopes you do not hold: ${ungrantable.join(', ')}`
     const challenge = `Bearer error="insufficient_scope", scope="${ungrantable.join(' ')}"`
     throw new AccessDenied(new ProblemError(403, 'FORBIDDEN', detail, { 'www-authenticate': challenge }), { agentId, reason: 'ungrantable_scope' })
+  }
+
+  /** RFC 8707: an agent's audiences are what a token's `resource` may name, by the same rule. */
+  function assertAudiences (audiences: string[] | undefined): void {
+    const problems = (audiences ?? []).flatMap((audience, index) => {
+      const problem = resourceUriProblem(audience, `audiences[${index}]`)
+      return problem === null ? [] : [{ field: `body.audiences[${index}]`, message: problem }]
+    })
+    if (problems.length > 0) throw validationError(problems.map((problem) => problem.message).join('; '), problems)
+  }
+
+  /**
+   * Federated subjects let whoever holds the external identity act as the agent, as a secret does:
+   * setting them follows the no-escalation rule of credentials (the agent's platform capabilities ⊆
+   * the caller's scopes), and each names a registered issuer.
+   */
+  async function assertFederable (db: TransactionClient, request: FastifyRequest, target: { agentId: string, capabilities: string[] }, subjects: FederatedSubject[]): Promise<void> {
+    const beyond = app.policy.ungrantable(principalOf(request), target.capabilities)
+    if (beyond.length > 0) {
+      const detail = `federated subjects of agent ${target.agentId} would act with scopes this token does not hold: ${beyond.join(', ')}`
+      throw new AccessDenied(new ProblemError(403, 'FORBIDDEN', detail, { 'www-authenticate': `Bearer error="insufficient_scope", scope="${beyond.join(' ')}"` }),
+        { agentId: target.agentId, reason: 'privilege_escalation', details: { requiredScope: beyond.join(' ') } })
+    }
+    const unknown = await unknownFederationIssuers(db, subjects.map((entry) => entry.issuer))
+    if (unknown.length > 0) {
+      throw validationError(`not a registered federation issuer: ${unknown.join(', ')}`,
+        unknown.map((issuer) => ({ field: 'federatedSubjects', message: `${issuer} is not registered at /api/v1/federation/issuers` })))
+    }
   }
 
   /**
@@ -62,13 +92,25 @@ const agents: FastifyPluginAsyncTypebox = async function agentsRoutes (app) {
     const input = request.body
     const callerId = principalOf(request).agentId
     assertGrantable(request, input.capabilities, callerId)
+    assertAudiences(input.audiences)
     const agent = await inTransaction(app.pg.pool, async function registerAgent (db) {
       await assertOwnerHasRoom(db, input.owner, callerId)
-      const created = await insertAgent(db, input)
+      const inserted = await insertAgent(db, input)
+      if (input.federatedSubjects !== undefined && input.federatedSubjects.length > 0) {
+        await assertFederable(db, request, inserted, input.federatedSubjects)
+        await replaceFederatedSubjects(db, inserted.agentId, input.federatedSubjects)
+      }
+      const created = await findAgent(db, inserted.agentId) as Agent
       await app.audit.record(request, {
         action: 'agent.created',
         agentId: created.agentId,
-        metadata: { agentType: created.agentType, deploymentEnv: created.deploymentEnv, capabilities: created.capabilities }
+        metadata: {
+          agentType: created.agentType,
+          deploymentEnv: created.deploymentEnv,
+          capabilities: created.capabilities,
+          authMethods: created.authMethods,
+          federatedSubjects: created.federatedSubjects.map(({ issuer, subject }) => ({ issuer, subject }))
+        }
       }, db)
       return created
     })
@@ -121,10 +163,15 @@ const agents: FastifyPluginAsyncTypebox = async function agentsRoutes (app) {
       if (patch.owner !== undefined && patch.owner !== current.owner) await assertOwnerHasRoom(db, patch.owner, agentId)
       await assertNotLastAdmin(db, current, patch)
 
-      const { status, ...fields } = patch
-      const changed = Object.keys(fields).filter((key) =>
-        JSON.stringify(fields[key as keyof typeof fields]) !== JSON.stringify(current[key as keyof Agent]))
+      const { status, federatedSubjects, ...fields } = patch
+      const changed = Object.keys({ ...fields, ...(federatedSubjects === undefined ? {} : { federatedSubjects }) }).filter((key) =>
+        JSON.stringify(patch[key as keyof UpdateAgent]) !== JSON.stringify(current[key as keyof Agent]))
       await updateAgentFields(db, agentId, fields)
+      if (federatedSubjects !== undefined && changed.includes('federatedSubjects')) {
+        // checked on the capabilities the agent keeps after this change, as a new secret would be
+        await assertFederable(db, request, { agentId, capabilities: fields.capabilities ?? current.capabilities }, federatedSubjects)
+        await replaceFederatedSubjects(db, agentId, federatedSubjects)
+      }
       // who may act for the agent is part of the record: a new list (agent ids only) is in the event
       const mayActChange = changed.includes('mayAct') ? { mayAct: fields.mayAct } : {}
       const events: AuditEntry[] = []
@@ -178,6 +225,7 @@ const agents: FastifyPluginAsyncTypebox = async function agentsRoutes (app) {
       }
     }
   }, async function updateAgent (request) {
+    assertAudiences(request.body.audiences)
     return await changeAgent(request, request.params.agentId, request.body)
   })
 

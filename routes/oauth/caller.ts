@@ -15,7 +15,7 @@ export type Caller = PolicyInput['principal']
 
 export async function authenticateCaller (app: FastifyInstance, request: FastifyRequest, body: ClientCredentialFields): Promise<Caller> {
   const authorization = parseAuthorization(request.headers.authorization)
-  if (authorization?.scheme !== 'bearer') {
+  if (authorization?.scheme !== 'bearer' && authorization?.scheme !== 'dpop') {
     const client = await app.clientAuth.authenticate(request, body)
     return { agentId: client.agentId, scopes: client.capabilities, delegated: false }
   }
@@ -29,6 +29,13 @@ export async function authenticateCaller (app: FastifyInstance, request: Fastify
   if (!result.ok) {
     return await app.auth.reject(request, { claimedAgentId: result.claimedAgentId, reason: result.reason },
       new OAuthError(401, 'invalid_client', 'the Bearer token is not valid', { 'www-authenticate': 'Bearer error="invalid_token"' }))
+  }
+  // a DPoP-bound caller token only with the DPoP scheme and a proof of its key (RFC 9449 §7)
+  const binding = await app.auth.checkBinding(request, authorization.scheme, authorization.credentials as string, result.principal)
+  if (binding !== null) {
+    const challenge = (binding.error as { headers?: Record<string, string> }).headers?.['www-authenticate'] ?? 'DPoP error="invalid_token"'
+    return await app.auth.reject(request, { claimedAgentId: result.principal.agentId, reason: binding.reason },
+      new OAuthError(401, 'invalid_client', binding.error.message, { 'www-authenticate': challenge }))
   }
   request.principal = result.principal
   return { agentId: result.principal.agentId, scopes: result.principal.scopes, delegated: result.principal.delegated }

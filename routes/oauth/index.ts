@@ -10,13 +10,16 @@ import wellKnown from './well-known.js'
 
 /**
  * The OAuth 2.0 endpoints, in their own encapsulated scope: only here are form-encoded bodies
- * parsed (RFC 6749 requires them), and only here does a repeated parameter mean invalid_request.
+ * parsed (RFC 6749 requires them), and only here does a repeated parameter mean invalid_request
+ * (unless the route names it in `config.repeatableParameters`).
  */
 function refuseRepeatedParameters (request: FastifyRequest, _reply: FastifyReply, done: (error?: Error) => void): void {
   const body = request.body
+  // a route may take some parameters more than once (the token endpoint's `resource`, RFC 8707 §2)
+  const repeatable = request.routeOptions.config?.repeatableParameters ?? []
   const repeated = body === null || typeof body !== 'object'
     ? []
-    : Object.entries(body).filter(([, value]) => Array.isArray(value)).map(([name]) => name)
+    : Object.entries(body).filter(([name, value]) => Array.isArray(value) && !repeatable.includes(name)).map(([name]) => name)
   done(repeated.length > 0 ? new OAuthError(400, 'invalid_request', `parameter repeated: ${repeated.join(', ')}`) : undefined)
 }
 
@@ -57,6 +60,13 @@ const oauth: FastifyPluginAsync = async function oauthRoutes (app) {
   await app.register(introspect)
   await app.register(revoke)
   await app.register(wellKnown)
+}
+
+declare module 'fastify' {
+  interface FastifyContextConfig {
+    /** OAuth parameters this route takes more than once (a form name repeated, or a JSON array): the others are invalid_request */
+    repeatableParameters?: readonly string[]
+  }
 }
 
 export default oauth

@@ -54,7 +54,8 @@ const introspect: FastifyPluginAsyncTypebox = async function introspectRoute (ap
       exp: principal.exp,
       iat: principal.iat,
       jti: principal.jti,
-      token_type: 'Bearer' as const,
+      // RFC 9449 §6.2: a bound token is a DPoP token
+      token_type: typeof claims.cnf === 'object' && claims.cnf !== null ? 'DPoP' as const : 'Bearer' as const,
       ...(typeof claims.act === 'object' && claims.act !== null ? { act: claims.act as Record<string, unknown> } : {}),
       ...(typeof claims.cnf === 'object' && claims.cnf !== null ? { cnf: claims.cnf as Record<string, unknown> } : {})
     }

@@ -8,7 +8,7 @@ import { findMayAct } from '../../repositories/agents.js'
 import { actorsOf, MAX_CHAIN_LENGTH, nestAct, type ActClaim } from '../../services/delegation.js'
 import { OAuthError } from '../../lib/errors.js'
 import { credentialOfTokenId } from '../../lib/token-id.js'
-import { audienceFor, requestedScopes } from './token-parameters.js'
+import { requestedScopes, type Audience } from './token-parameters.js'
 
 /**
  * The token-exchange grant (RFC 8693), decided: the authenticated client acts for the subject of
@@ -22,13 +22,15 @@ import { audienceFor, requestedScopes } from './token-parameters.js'
 export interface ExchangeGrant {
   subject: string
   scopes: string[]
-  audience: string
+  audience: Audience
   /** the subject token's `exp`: the new token never outlives it */
   notAfter: number
   act: ActClaim
   /** the chain with the new hop, but without its issue time (`iats` one short), which the token endpoint adds */
   chain: DelegationChain
   subjectJti: string
+  /** the subject token is DPoP-bound (cnf): the exchanged token must be bound too, to the actor's proof key */
+  subjectBound: boolean
 }
 
 type Body = Static<typeof TokenRequest>
@@ -58,8 +60,10 @@ export function refuseExchangeParameters (body: Body): void {
   if (stray.length > 0) throw new OAuthError(400, 'invalid_request', `${stray.join(', ')}: only for the token-exchange grant`)
 }
 
-export function tokenExchange (app: FastifyInstance) {
-  const issuer = app.config.ISSUER_URL
+/** The token endpoint's check of the targets asked for (token.ts): the audience, or an audited invalid_target. */
+export type AllowedAudience = (request: FastifyRequest, client: AuthenticatedClient, requested: string | string[] | undefined, parameter?: string) => Promise<Audience>
+
+export function tokenExchange (app: FastifyInstance, allowedAudience: AllowedAudience) {
   const maxDepth = app.config.DELEGATION_MAX_DEPTH
 
   async function refuse (request: FastifyRequest, client: AuthenticatedClient, reason: string, details: Record<string, unknown>, error: OAuthError): Promise<never> {
@@ -82,7 +86,10 @@ export function tokenExchange (app: FastifyInstance) {
     if (body.resource !== undefined && body.audience !== undefined && body.resource !== body.audience) {
       throw new OAuthError(400, 'invalid_target', 'resource and audience name different targets; give one')
     }
-    const audience = audienceFor(body.resource ?? body.audience, issuer)
+    // the actor's audiences apply: it is the authenticated client, and the token is issued to it (client_id)
+    const audience = body.resource !== undefined
+      ? await allowedAudience(request, client, body.resource)
+      : await allowedAudience(request, client, body.audience, 'audience')
 
     const validated = await app.auth.validate(subjectToken, { audience: null })
     if (!validated.ok) {
@@ -142,6 +149,7 @@ export function tokenExchange (app: FastifyInstance) {
 
     return {
       subject: subject.agentId,
+      subjectBound: typeof subject.claims.cnf === 'object' && subject.claims.cnf !== null,
       scopes,
       audience,
       notAfter: subject.exp,

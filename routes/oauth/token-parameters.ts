@@ -1,4 +1,5 @@
 import { OAuthError } from '../../lib/errors.js'
+import { resourceUriProblem } from '../../lib/resource-uri.js'
 
 /** The parameters every grant of the token endpoint shares: the scope asked for and the audience. */
 
@@ -13,17 +14,33 @@ export function requestedScopes (scope: string | undefined, capabilities: string
   return { scopes: [...new Set(asked)], ungranted: asked.filter((token) => !capabilities.includes(token)) }
 }
 
-/** RFC 8707 §2: an absolute URI without a fragment. */
-export function audienceFor (resource: string | undefined, issuer: string): string {
-  if (resource === undefined) return issuer
-  // URL parsing forgives surrounding white space; an audience must be exactly what was asked for
-  if (/\s/.test(resource)) throw new OAuthError(400, 'invalid_target', 'resource must not contain white space')
-  let url: URL
-  try {
-    url = new URL(resource)
-  } catch {
-    throw new OAuthError(400, 'invalid_target', 'resource must be an absolute URI')
+/** A token's `aud`: one target as a string, several as an array (RFC 9068 §2.2, RFC 7519 §4.1.3). */
+export type Audience = string | string[]
+
+export type Target = { ok: true, audience: Audience } | { ok: false, refused: string, description: string }
+
+/** Why one requested target is refused, or null when the client may have it. */
+function targetProblem (target: string, parameter: string, issuer: string, allowed: readonly string[]): string | null {
+  // the issuer (the default audience) is always allowed, whatever its scheme
+  if (target === issuer) return null
+  const malformed = resourceUriProblem(target, parameter)
+  if (malformed !== null) return malformed
+  // compared exactly as registered: no normalisation, the token's aud is the string asked for
+  if (!allowed.includes(target)) return `${parameter} is not one of this client's audiences`
+  return null
+}
+
+/**
+ * The audience of a token request (RFC 8707 §2): each requested target an absolute https URI (http
+ * only for a loopback host) without a fragment, listed in the client agent's `audiences`, or the
+ * issuer itself; none requested: the issuer. Several (a repeated `resource`) become an array `aud`.
+ */
+export function audienceFor (requested: string | string[] | undefined, issuer: string, allowed: readonly string[], parameter = 'resource'): Target {
+  if (requested === undefined) return { ok: true, audience: issuer }
+  const targets = Array.isArray(requested) ? requested : [requested]
+  for (const target of targets) {
+    const problem = targetProblem(target, parameter, issuer, allowed)
+    if (problem !== null) return { ok: false, refused: target, description: problem }
   }
-  if (url.hash !== '' || resource.includes('#')) throw new OAuthError(400, 'invalid_target', 'resource must not contain a fragment')
-  return resource
+  return { ok: true, audience: targets.length === 1 ? targets[0] : targets }
 }

@@ -12,7 +12,9 @@ import type { Queryable } from '../../repositories/transaction.js'
 export type AuditAction =
   | 'token.issued' | 'token.exchanged' | 'token.revoked' | 'token.introspected'
   | 'agent.created' | 'agent.updated' | 'agent.suspended' | 'agent.reactivated' | 'agent.decommissioned'
+  | 'agent.keys_updated'
   | 'credential.generated' | 'credential.rotated' | 'credential.revoked'
+  | 'federation.issuer_created' | 'federation.issuer_updated' | 'federation.issuer_deleted'
   | 'auth.failed' | 'access.denied'
 
 export interface AuditEntry {

@@ -49,7 +49,7 @@ export async function pruneExpiredEvents (pool: Pool, retentionDays: number, opt
   if (retentionDays === 0) return 0
   const batchSize = options.batchSize ?? PRUNE_BATCH
   const cutoff = new Date((options.now ?? new Date()).getTime() - retentionDays * DAY_MS)
-  await sealPending(pool)
+  await sealPending(pool, undefined, { waitForOthers: true })
   let deleted = 0
   for (let batch = 0; batch < (options.maxBatches ?? MAX_BATCHES_PER_RUN); batch += 1) {
     const result = await pruneBatch(pool, cutoff, batchSize)

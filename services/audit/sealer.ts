@@ -1,6 +1,6 @@
 import type { Pool } from 'pg'
 import { chainHash } from './chain.js'
-import { appendSeals, hasSealableEvents, lockChainHead, nextUnsealedEvents, type Seal } from '../../repositories/audit-chain.js'
+import { appendSeals, awaitChainHead, hasSealableEvents, lockChainHead, nextUnsealedEvents, type Seal } from '../../repositories/audit-chain.js'
 import { inTransaction } from '../../repositories/transaction.js'
 
 /**
@@ -34,12 +34,21 @@ export async function sealBatch (pool: Pool, batchSize = SEAL_BATCH): Promise<nu
   })
 }
 
-/** Seals batch after batch until nothing is ready (or another sealer is at work); returns how many it sealed. */
-export async function sealPending (pool: Pool, batchSize = SEAL_BATCH): Promise<number> {
+/**
+ * Seals batch after batch until nothing is ready; returns how many it sealed. Another sealer at
+ * work makes the periodic job return at once (it has nothing to add), but with `waitForOthers`
+ * (retention, which can cut only sealed events) it waits for that sealer's transaction to end and
+ * then seals what is still ready: events committed after the other sealer took its watermark.
+ */
+export async function sealPending (pool: Pool, batchSize = SEAL_BATCH, { waitForOthers = false } = {}): Promise<number> {
   let total = 0
   for (;;) {
     const sealed = await sealBatch(pool, batchSize)
-    if (sealed === null) return total
+    if (sealed === null) {
+      if (!waitForOthers) return total
+      await inTransaction(pool, awaitChainHead)
+      continue
+    }
     total += sealed
     if (sealed < batchSize) return total
   }

@@ -80,7 +80,8 @@ t.test('usage errors exit 2 with the complaint on stderr and nothing on stdout',
     [['bootstrap'], /required option '--email <address>' not specified/],
     [['bootstrap', '--email', 'not-an-email'], /an email address is required/],
     [['audit', 'export', '--since', 'yesterday'], /ISO 8601 instant/],
-    [['keys', 'generate', '--format', 'der'], /Allowed choices are env, pem/]
+    [['keys', 'generate', '--format', 'der'], /Allowed choices are env, pem/],
+    [['keys', 'generate', '--alg', 'HS256'], /Allowed choices are RS256, ES256, EdDSA/]
   ]
   for (const [args, complaint] of cases) {
     const result = await agentidp(t, args)

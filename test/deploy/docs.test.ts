@@ -24,6 +24,13 @@ const ROUTES: Array<[string, string]> = [
   ['GET', '/api/v1/agents/:id/credentials'],
   ['POST', '/api/v1/agents/:id/credentials/:id/rotate'],
   ['DELETE', '/api/v1/agents/:id/credentials/:id'],
+  ['PUT', '/api/v1/agents/:id/jwks'],
+  ['GET', '/api/v1/agents/:id/jwks'],
+  ['POST', '/api/v1/federation/issuers'],
+  ['GET', '/api/v1/federation/issuers'],
+  ['GET', '/api/v1/federation/issuers/:id'],
+  ['PATCH', '/api/v1/federation/issuers/:id'],
+  ['DELETE', '/api/v1/federation/issuers/:id'],
   ['GET', '/api/v1/audit'],
   ['GET', '/api/v1/audit/verify'],
   ['GET', '/api/v1/audit/:id'],
@@ -40,7 +47,8 @@ const QUERY: Record<string, string[]> = {
 }
 const ACTIONS = ['token.issued', 'token.revoked', 'token.introspected', 'agent.created', 'agent.updated', 'agent.suspended',
   'agent.reactivated', 'agent.decommissioned', 'credential.generated', 'credential.rotated', 'credential.revoked',
-  'auth.failed', 'access.denied', 'token.exchanged', 'agent.keys_updated']
+  'auth.failed', 'access.denied', 'token.exchanged', 'agent.keys_updated',
+  'federation.issuer_created', 'federation.issuer_updated', 'federation.issuer_deleted']
 
 const runbooks = readdirSync(join(projectRoot, 'ops/runbooks')).filter((file) => file.endsWith('.md')).map((file) => `ops/runbooks/${file}`)
 const readme = readFileSync(join(projectRoot, 'README.md'), 'utf8')

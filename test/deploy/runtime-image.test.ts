@@ -26,8 +26,9 @@ import { commandOf, readCompose } from './compose.js'
  * ops/ci/image-smoke.sh (`npm run test:image`) does the same with the real image and podman.
  */
 
-// npm ci of the production dependencies dominates (tens of seconds on a busy machine)
-t.setTimeout(240_000)
+// npm ci of the production dependencies dominates (tens of seconds on a busy machine): more than
+// the 300 s every file gets (.taprc)
+t.setTimeout(600_000)
 
 const BASE_DATABASE_URL = process.env.TEST_DATABASE_URL ?? 'postgres://postgres@127.0.0.1:5432/test'
 const REDIS_URL = process.env.TEST_REDIS_URL ?? 'redis://127.0.0.1:6379'

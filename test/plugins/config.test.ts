@@ -1,4 +1,4 @@
-import { generateKeyPairSync } from 'node:crypto'
+import { generateKeyPairSync, type KeyObject } from 'node:crypto'
 import t, { type Test } from 'tap'
 import { loadConfig } from '../../plugins/config.js'
 import { ConfigError } from '../../lib/errors.js'
@@ -52,6 +52,49 @@ t.test('a private key that is not a PEM, too small or not RSA is refused', async
   }, 'JWT_PRIVATE_KEY')
   const ec = generateKeyPairSync('ec', { namedCurve: 'P-256' })
   configError(t, { JWT_PRIVATE_KEY: ec.privateKey.export({ type: 'pkcs8', format: 'pem' }).toString() }, 'JWT_PRIVATE_KEY')
+})
+
+const pems = (pair: { privateKey: KeyObject, publicKey: KeyObject }) => ({
+  JWT_PRIVATE_KEY: pair.privateKey.export({ type: 'pkcs8', format: 'pem' }).toString(),
+  JWT_PUBLIC_KEY: pair.publicKey.export({ type: 'spki', format: 'pem' }).toString()
+})
+
+t.test('JWT_ALG is RS256 unless set; ES256 takes an EC P-256 key, EdDSA an Ed25519 key', async (t) => {
+  t.equal(loadConfig(env()).JWT_ALG, 'RS256')
+  t.equal(loadConfig(env({ JWT_ALG: 'ES256', ...pems(generateKeyPairSync('ec', { namedCurve: 'P-256' })) })).JWT_ALG, 'ES256')
+  t.equal(loadConfig(env({ JWT_ALG: 'EdDSA', ...pems(generateKeyPairSync('ed25519')) })).JWT_ALG, 'EdDSA')
+  const sec1 = generateKeyPairSync('ec', { namedCurve: 'P-256' })
+  t.equal(loadConfig(env({
+    JWT_ALG: 'ES256',
+    JWT_PRIVATE_KEY: sec1.privateKey.export({ type: 'sec1', format: 'pem' }).toString(),
+    JWT_PUBLIC_KEY: sec1.publicKey.export({ type: 'spki', format: 'pem' }).toString()
+  })).JWT_ALG, 'ES256', 'a SEC1 EC private key too')
+  configError(t, { JWT_ALG: 'HS256' }, 'JWT_ALG')
+  configError(t, { JWT_ALG: 'es256' }, 'JWT_ALG')
+})
+
+t.test('a private key that does not fit JWT_ALG is a configuration error naming both, in one line', async (t) => {
+  const rsaForEs256 = configError(t, { JWT_ALG: 'ES256' }, 'JWT_PRIVATE_KEY')
+  t.match(rsaForEs256.message, /^configuration error: JWT_PRIVATE_KEY is an RSA key of 2048 bits, but JWT_ALG ES256 needs an EC key on P-256/)
+  const ecForRs256 = configError(t, pems(generateKeyPairSync('ec', { namedCurve: 'P-256' })), 'JWT_PRIVATE_KEY')
+  t.match(ecForRs256.message, /is an EC key on P-256, but JWT_ALG RS256 needs an RSA key of at least 2048 bits/)
+  const edForEs256 = configError(t, { JWT_ALG: 'ES256', ...pems(generateKeyPairSync('ed25519')) }, 'JWT_PRIVATE_KEY')
+  t.match(edForEs256.message, /is an Ed25519 key, but JWT_ALG ES256 needs an EC key on P-256/)
+  const p384 = configError(t, { JWT_ALG: 'ES256', ...pems(generateKeyPairSync('ec', { namedCurve: 'P-384' })) }, 'JWT_PRIVATE_KEY')
+  t.match(p384.message, /is an EC key on secp384r1, but JWT_ALG ES256/)
+  configError(t, { JWT_ALG: 'EdDSA' }, 'JWT_PRIVATE_KEY')
+})
+
+t.test('additional public keys may be of any signing type (a change of JWT_ALG), and only those', async (t) => {
+  const ec = pems(generateKeyPairSync('ec', { namedCurve: 'P-256' }))
+  const ed = pems(generateKeyPairSync('ed25519'))
+  const config = loadConfig(env({ JWT_ALG: 'ES256', ...ec, JWT_ADDITIONAL_PUBLIC_KEYS: testKeys.publicKey + ed.JWT_PUBLIC_KEY }))
+  t.equal(config.JWT_ADDITIONAL_PUBLIC_KEYS.length, 2, 'the RSA key of before and an Ed25519 key')
+  const x25519 = generateKeyPairSync('x25519').publicKey.export({ type: 'spki', format: 'pem' }).toString()
+  const error = configError(t, { JWT_ADDITIONAL_PUBLIC_KEYS: x25519 }, 'JWT_ADDITIONAL_PUBLIC_KEYS')
+  t.match(error.message, /holds a x25519 key/)
+  const small = generateKeyPairSync('rsa', { modulusLength: 1024 }).publicKey.export({ type: 'spki', format: 'pem' }).toString()
+  configError(t, { JWT_ADDITIONAL_PUBLIC_KEYS: small }, 'JWT_ADDITIONAL_PUBLIC_KEYS')
 })
 
 t.test('a public key that does not match the private key is refused', async (t) => {

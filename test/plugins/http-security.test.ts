@@ -1,5 +1,33 @@
+import { createServer, type IncomingMessage, type ServerResponse } from 'node:http'
 import t from 'tap'
+import helmet from 'helmet'
 import { build } from '../helper.js'
+
+/** What helmet itself sends with the plugin's configuration, on a real socket. */
+async function helmetOnASocket (): Promise<Record<string, string>> {
+  const apply = helmet({ contentSecurityPolicy: { useDefaults: false, directives: { defaultSrc: ["'none'"], frameAncestors: ["'none'"] } } })
+  const server = createServer((request: IncomingMessage, response: ServerResponse) => { apply(request, response, () => { response.end() }) })
+  await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve))
+  try {
+    const { port } = server.address() as { port: number }
+    const response = await fetch(`http://127.0.0.1:${port}/`)
+    const transport = new Set(['date', 'connection', 'keep-alive', 'content-length', 'transfer-encoding'])
+    return Object.fromEntries([...response.headers].filter(([name]) => !transport.has(name)))
+  } finally {
+    server.close()
+  }
+}
+
+t.test('every reply carries exactly the headers helmet sends (recorded once at start, not recomputed)', async (t) => {
+  const app = await build(t)
+  const expected = await helmetOnASocket()
+  t.ok(Object.keys(expected).length >= 10, 'helmet sends its set')
+  for (const url of ['/health/live', '/.well-known/jwks.json', '/no-such-route']) {
+    const res = await app.inject({ method: 'GET', url })
+    const sent = Object.fromEntries(Object.keys(expected).map((name) => [name, res.headers[name]]))
+    t.same(sent, expected, `${url}: helmet's headers, values included`)
+  }
+})
 
 t.test('responses carry helmet\'s security headers and the request id', async (t) => {
   const app = await build(t)

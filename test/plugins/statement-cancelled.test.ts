@@ -36,7 +36,7 @@ async function cancelledBehind (lock: string, values: unknown[], request: () => 
         'SELECT pg_cancel_backend(pid) AS cancelled FROM pg_stat_activity WHERE $1 = ANY(pg_blocking_pids(pid))', [holderPid])
       cancelled += rows.filter((row) => row.cancelled).length
       return cancelled > 0
-    }, 10_000, 20)
+    }, 60_000, 20)
     return await answer
   } finally {
     await holder.query('ROLLBACK').catch(() => {})

@@ -72,7 +72,7 @@ async function explain (query: ListAuditQuery, only?: string): Promise<PlanNode[
 }
 
 const EXPECTED_INDEX: Record<string, string> = {
-  '': 'audit_events_created_at_idx',
+  '': 'audit_events_newest_idx',
   agentId: 'audit_events_agent_id_idx',
   action: 'audit_events_action_idx',
   outcome: 'audit_events_outcome_idx',

@@ -251,7 +251,8 @@ async function newVictims (): Promise<Victim[]> {
     registered += 1
     const created = await app.inject({
       method: 'POST', url: AGENTS, headers: { authorization: adminBearer },
-      payload: { email: `victim-${registered}-${SEED}@example.com`, agentType: 'custom', version: '1.0.0', capabilities, owner: 'fuzz', deploymentEnv: 'staging' }
+      // the resource the generated token requests name is one of their audiences (RFC 8707): listed, it is granted
+      payload: { email: `victim-${registered}-${SEED}@example.com`, agentType: 'custom', version: '1.0.0', capabilities, owner: 'fuzz', deploymentEnv: 'staging', audiences: ['https://api.example.com/orders'] }
     })
     if (created.statusCode !== 201) throw new Error(`victim refused: ${created.body}`)
     const agentId = created.json<{ agentId: string }>().agentId
@@ -266,6 +267,23 @@ async function newVictims (): Promise<Victim[]> {
 // would otherwise decommission what every later operation needs to get past 404 and 409.
 let victims = await newVictims()
 const hostileVictims = await newVictims()
+
+let issuersMade = 0
+/** Federation issuers for an operation on one (`{issuerId}`): a fuzzed DELETE removes them. */
+async function newIssuers (): Promise<string[]> {
+  const made: string[] = []
+  for (let n = 0; n < 2; n += 1) {
+    issuersMade += 1
+    const created = await app.inject({
+      method: 'POST', url: '/api/v1/federation/issuers', headers: { authorization: adminBearer },
+      payload: { issuer: `https://issuer-${issuersMade}-${SEED}.fuzz.example`, discovery: true, audiences: [ISSUER], algorithms: ['RS256'], maxLifetimeSeconds: 600 }
+    })
+    if (created.statusCode !== 201) throw new Error(`issuer refused: ${created.body}`)
+    made.push(created.json<{ issuerId: string }>().issuerId)
+  }
+  return made
+}
+let issuerIds: string[] = []
 const eventIds = (await app.inject({ method: 'GET', url: '/api/v1/audit?limit=20', headers: { authorization: adminBearer } }))
   .json<{ data: Array<{ eventId: string }> }>().data.map((event) => event.eventId)
 
@@ -397,7 +415,11 @@ function validAuth (operation: Operation): fc.Arbitrary<Auth> {
   return fc.constant<Auth>({ headers: {}, body: [] })
 }
 
-const CLIENT_FIELDS = ['client_id', 'client_secret']
+// the client authenticates by its secret (validAuth); a client assertion (private_key_jwt) or the
+// jwt-bearer grant's assertion is another method, which a generated string can't satisfy: a valid
+// request leaves them out (test/routes/oauth/private-key-jwt.test.ts and federation.test.ts have
+// them), a broken one may still carry them
+const CLIENT_FIELDS = ['client_id', 'client_secret', 'client_assertion', 'client_assertion_type', 'assertion']
 // The token endpoint's schema holds both grants' parameters; those of the token exchange are refused
 // with client_credentials (README, "Delegation"), the grant every generated request uses. A valid
 // request leaves them out (exchanges have their own tests: test/routes/oauth/token-exchange.test.ts);
@@ -411,8 +433,10 @@ function validPath (operation: Operation): fc.Arbitrary<Record<string, string>> 
   if (names.length === 0) return fc.constant({})
   const known = fc.constantFrom(...victims).map((victim) => ({ agentId: victim.clientId, credentialId: victim.credentialId }))
   const eventId = eventIds.length > 0 ? fc.constantFrom(...eventIds) : fc.uuid()
-  return fc.record({ known: fc.oneof({ weight: 4, arbitrary: known }, { weight: 1, arbitrary: fc.record({ agentId: fc.uuid(), credentialId: fc.uuid() }) }), eventId })
-    .map(({ known: pair, eventId: event }) => Object.fromEntries(names.map((name) => [name, name === 'eventId' ? event : (pair as Record<string, string>)[name] ?? ''])))
+  const issuerId = issuerIds.length > 0 ? fc.oneof({ weight: 4, arbitrary: fc.constantFrom(...issuerIds) }, { weight: 1, arbitrary: fc.uuid() }) : fc.uuid()
+  return fc.record({ known: fc.oneof({ weight: 4, arbitrary: known }, { weight: 1, arbitrary: fc.record({ agentId: fc.uuid(), credentialId: fc.uuid() }) }), eventId, issuerId })
+    .map(({ known: pair, eventId: event, issuerId: issuer }) => Object.fromEntries(names.map((name) =>
+      [name, name === 'eventId' ? event : name === 'issuerId' ? issuer : (pair as Record<string, string>)[name] ?? ''])))
 }
 
 function validQuery (operation: Operation): fc.Arbitrary<Array<[string, string]>> {
@@ -739,6 +763,7 @@ const started = Date.now()
 for (const [index, operation] of operations.entries()) {
   t.test(operation.key, async (t) => {
     victims = await newVictims()
+    if (operation.key.includes('{issuerId}')) issuerIds = await newIssuers()
     const before = findings.length
     const valid = fc.sample(validParts(operation).map((parts) => assemble(operation, 'valid', 'generated from the schemas', parts)), { seed: SEED + index, numRuns: RUNS })
     const invalid = fc.sample(invalidRequest(operation), { seed: SEED + 1000 + index, numRuns: RUNS })

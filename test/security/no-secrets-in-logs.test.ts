@@ -5,6 +5,7 @@ import { build, LogCapture } from '../helper.js'
 import { startPrivateRedis } from '../support/private-services.js'
 import { generateSecret } from '../../services/secrets.js'
 import { AGENTS, INTROSPECT, REVOKE, TOKEN, basic, bootstrap, signatureOf, withDb } from '../support/oauth-flow.js'
+import { ath, CLIENT_ASSERTION_TYPE, dpopProof, JWT_BEARER, ownAssertion, signingKey } from '../support/assertions.js'
 
 /**
  * A whole session of the IdP — bootstrap, every way of asking for a token, wrong secrets, a secret
@@ -158,6 +159,32 @@ t.test('a whole session runs as expected (the scan below is only as good as the 
   t.equal((await call('delegated read', { method: 'GET', url: AGENTS, headers: { authorization: `Bearer ${delegated}` } })).statusCode, 200, 'the delegated token works')
   t.equal((await call('exchange of a forged subject token', formPost(TOKEN, { ...EXCHANGE, subject_token: garbage }, basicAgent))).statusCode, 400, 'a forged subject token is refused')
   t.equal((await call('exchange with an actor token of another agent', formPost(TOKEN, { ...EXCHANGE, subject_token: jsonToken, actor_token: formToken, actor_token_type: EXCHANGE.subject_token_type }, basicAgent))).statusCode, 400, 'another agent\'s actor token is refused')
+
+  // agents without secrets (issue 16): client assertions and the jwt-bearer grant carry signed JWTs
+  const key = await signingKey('ES256')
+  t.equal((await call('register the agent\'s key', { method: 'PUT', url: `${AGENTS}/${agentId}/jwks`, headers: bearerAdmin, payload: { jwks: { keys: [key.publicJwk] } } })).statusCode, 200, 'key registered')
+  const assertion = await ownAssertion(agentId, key)
+  const otherAssertion = await ownAssertion(agentId, key)
+  const forged = await ownAssertion(agentId, await signingKey('ES256', key.kid))
+  keepToken(assertion)
+  keepToken(otherAssertion)
+  keepToken(forged)
+  const byAssertion = { ...GRANT, client_assertion_type: CLIENT_ASSERTION_TYPE }
+  accessToken(await call('token by private_key_jwt', formPost(TOKEN, { ...byAssertion, client_assertion: assertion })))
+  t.equal((await call('replayed client assertion', formPost(TOKEN, { ...byAssertion, client_assertion: assertion }))).statusCode, 401, 'a replayed assertion is refused')
+  t.equal((await call('forged client assertion', formPost(TOKEN, { ...byAssertion, client_assertion: forged }))).statusCode, 401, 'a forged assertion is refused')
+  accessToken(await call('token by the jwt-bearer grant', formPost(TOKEN, { grant_type: JWT_BEARER, assertion: otherAssertion })))
+  t.equal((await call('replayed grant assertion', formPost(TOKEN, { grant_type: JWT_BEARER, assertion: otherAssertion }))).statusCode, 400, 'a replayed grant assertion is refused')
+
+  // DPoP (issue 17): the proofs and the bound token travel in headers of their own
+  const tokenProof = await dpopProof(key, { htm: 'POST', htu: `${app.config.ISSUER_URL}/api/v1/token` })
+  keepToken(tokenProof)
+  const bound = accessToken(await call('DPoP-bound token', { ...formPost(TOKEN, GRANT, basicAgent), headers: { ...formPost(TOKEN, GRANT, basicAgent).headers, dpop: tokenProof } }))
+  const readProof = await dpopProof(key, { htm: 'GET', htu: `${app.config.ISSUER_URL}${AGENTS}/${agentId}`, ath: ath(bound) })
+  keepToken(readProof)
+  t.equal((await call('read with a DPoP-bound token', { method: 'GET', url: `${AGENTS}/${agentId}`, headers: { authorization: `DPoP ${bound}`, dpop: readProof } })).statusCode, 200, 'the bound token works with its proof')
+  t.equal((await call('DPoP-bound token as Bearer', { method: 'GET', url: `${AGENTS}/${agentId}`, headers: { authorization: `Bearer ${bound}` } })).statusCode, 401, 'and is refused as Bearer')
+  t.equal((await call('replayed DPoP proof', { method: 'GET', url: `${AGENTS}/${agentId}`, headers: { authorization: `DPoP ${bound}`, dpop: readProof } })).statusCode, 401, 'a replayed proof is refused')
 
   // revocation: own token, then another client's token (refused)
   t.equal((await call('revoke own token', formPost(REVOKE, { token: agentToken }, basicAgent))).statusCode, 200, 'own token revoked')

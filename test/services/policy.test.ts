@@ -1,11 +1,11 @@
-import { mkdtemp, mkdir, readFile, writeFile } from 'node:fs/promises'
+import { mkdtemp, mkdir, readFile, rm, writeFile } from 'node:fs/promises'
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
 import t from 'tap'
 import { build, createSchema, seedAgent, testEnv } from '../helper.js'
 import { bundledPolicyDir } from '../../lib/paths.js'
 import {
-  decide, loadPolicy, WASM_ENTRYPOINT, wasmEngine, wasmRuntime, type LoadedWasmPolicy, type PolicyData, type PolicyInput
+  decide, loadPolicy, scopesForClientHost, WASM_ENTRYPOINT, wasmEngine, wasmRuntime, type LoadedWasmPolicy, type PolicyData, type PolicyInput
 } from '../../services/policy.js'
 import { baseEnv, compiledServer, ensureBuild, runProcess } from '../support/private-services.js'
 import { auditByActor } from '../routes/agents/support.js'
@@ -142,8 +142,10 @@ t.test('a wasm policy that cannot work refuses to start', async (t) => {
   t.throws(() => wasmEngine(fakeWasm({ evaluate: () => { throw new Error('trap') } }), data, '/p/authz.wasm'), { name: 'PolicyLoadError', message: /fails to evaluate/ })
 })
 
+/** A policy directory of these files, removed when the test file ends. */
 async function policyDir (files: Record<string, string | Buffer | null>): Promise<string> {
   const dir = await mkdtemp(join(tmpdir(), 'agentidp-policy-'))
+  t.teardown(() => rm(dir, { recursive: true, force: true }))
   await mkdir(join(dir, 'data'))
   for (const [name, content] of Object.entries(files)) {
     if (content === null) await mkdir(join(dir, name))
@@ -164,13 +166,20 @@ t.test('POLICY_DIR: missing, unreadable or invalid policies refuse to start (fai
     ['authz.wasm is not WebAssembly', { 'data/scopes.json': SCOPES, 'authz.wasm': 'not wasm at all' }, /authz\.wasm is not a valid OPA WebAssembly policy/],
     ['authz.wasm is WebAssembly but not an OPA policy', { 'data/scopes.json': SCOPES, 'authz.wasm': Buffer.from([0, 0x61, 0x73, 0x6d, 1, 0, 0, 0]) }, /authz\.wasm is not a valid OPA WebAssembly policy/],
     ['authz.wasm unreadable (a directory)', { 'data/scopes.json': SCOPES, 'authz.wasm': null }, /authz\.wasm is not readable/],
-    ['authz.wasm without its data', { 'authz.wasm': 'x' }, /scopes\.json is missing/]
+    ['authz.wasm without its data', { 'authz.wasm': 'x' }, /scopes\.json is missing/],
+    ['a client metadata host granted a platform scope', { 'data/scopes.json': JSON.stringify({ ...JSON.parse(SCOPES), clientMetadataHosts: { 'chatgpt.com': ['mcp:read', 'agents:write'] } }) }, /grants platform scopes to the client metadata host chatgpt\.com: agents:write/],
+    ['a client metadata host that is not a host', { 'data/scopes.json': JSON.stringify({ ...JSON.parse(SCOPES), clientMetadataHosts: { 'https://chatgpt.com/': ['mcp:read'] } }) }, /is invalid at \/clientMetadataHosts/]
   ]
   for (const [label, files, message] of cases) {
     const dir = await policyDir(files)
     await t.rejects(loadPolicy(dir), { name: 'PolicyLoadError', message }, label)
   }
   t.equal((await loadPolicy(bundledPolicyDir)).engine.kind, 'builtin', 'the shipped policies/ uses the built-in engine (no authz.wasm is shipped)')
+  const granted = await loadPolicy(await policyDir({ 'data/scopes.json': JSON.stringify({ ...JSON.parse(SCOPES), clientMetadataHosts: { 'chatgpt.com': ['mcp:read'] } }) }))
+  t.same(scopesForClientHost(granted.data, 'chatgpt.com'), ['mcp:read'], 'a listed host gets its scopes')
+  t.same(scopesForClientHost(granted.data, 'evil.example'), [], 'any other none')
+  t.same(scopesForClientHost(granted.data, 'constructor'), [], 'not even an inherited member')
+  t.same((await loadPolicy(bundledPolicyDir)).data.clientMetadataHosts, {}, 'the shipped policy grants no host anything')
 })
 
 t.test('the server process refuses to start on a bad policy: exit 1, one line on stderr, no port bound', async (t) => {

@@ -33,8 +33,11 @@ async function command (file: string, args: string[]): Promise<string> {
 
 export { sparePort }
 
-/** Polls `probe` until it returns true; a throwing probe counts as "not yet". */
-export async function waitFor (what: string, probe: () => boolean | Promise<boolean>, timeoutMs = 15_000, intervalMs = 100): Promise<void> {
+/**
+ * Polls `probe` until it returns true; a throwing probe counts as "not yet". The deadline only
+ * turns a hang into a named failure: it is generous, since a busy CI machine may be slow.
+ */
+export async function waitFor (what: string, probe: () => boolean | Promise<boolean>, timeoutMs = 60_000, intervalMs = 100): Promise<void> {
   const deadline = Date.now() + timeoutMs
   let lastError: unknown
   for (;;) {
@@ -230,7 +233,7 @@ export async function startPrivateRedis (t: Tap): Promise<PrivateRedis> {
       await waitFor(`private Redis on port ${port}`, async () => {
         if (started.exitCode !== null) throw new Error(`redis-server exited (${started.exitCode}): ${output}`)
         return await redisPing(port)
-      }, 10_000)
+      })
     },
     async stop () {
       const running = child

@@ -110,3 +110,21 @@ t.test('an access.denied refusal inside a transaction survives the rollback', as
   t.match(events, [{ action: 'access.denied', metadata: { reason: 'last_admin', actorId: only.agent.agentId } }])
   t.equal(events.length, 1)
 })
+
+t.test('concurrent requests whose events go in one commit are each answered only once their own event is committed', async (t) => {
+  const introspected = async () => (await observer.query<{ n: number }>(
+    "SELECT count(*)::int AS n FROM audit_events WHERE action = 'token.introspected' AND agent_id = $1", [admin.agent.agentId])).rows[0].n
+  const before = await introspected()
+  let answered = 0
+  const seenAtAnswer: Array<{ answered: number, committed: number }> = []
+  await Promise.all(Array.from({ length: 40 }, async () => {
+    const res = await app.inject({
+      method: 'POST', url: '/api/v1/token/introspect', headers: { ...admin.headers, 'content-type': 'application/x-www-form-urlencoded' }, payload: `token=${admin.token}`
+    })
+    t.equal(res.json().active, true)
+    answered += 1
+    seenAtAnswer.push({ answered, committed: await introspected() - before })
+  }))
+  t.ok(seenAtAnswer.every(({ answered, committed }) => committed >= answered), 'at every answer, at least as many events are committed as requests answered')
+  t.equal(await introspected() - before, 40, 'one event per request, none twice')
+})

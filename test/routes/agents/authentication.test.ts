@@ -1,7 +1,7 @@
 import { randomUUID, type KeyObject } from 'node:crypto'
 import t from 'tap'
 import { SignJWT, importPKCS8, type JWTHeaderParameters } from 'jose'
-import { build, ISSUER, mintToken, seedAgent, testKeys, tokenIdFor } from '../../helper.js'
+import { build, ISSUER, mintToken, RESOURCE_METADATA, seedAgent, testKeys, tokenIdFor } from '../../helper.js'
 import { agentUrl, assertProblem, bearer, foreignKey, type Tap } from './support.js'
 
 const app = await build(t)
@@ -41,6 +41,7 @@ async function assertRejected (t: Tap, agentId: string, token: string, auditedAs
   const res = await app.inject({ method: 'GET', url: agentUrl(agentId), headers: bearer(token) })
   assertProblem(t, res, 401, 'UNAUTHORIZED')
   t.match(res.headers['www-authenticate'], /^Bearer error="invalid_token"/)
+  t.ok(String(res.headers['www-authenticate']).endsWith(`, resource_metadata="${RESOURCE_METADATA}"`), 'the challenge names the protected resource metadata (RFC 9728 §5.1)')
   t.notOk(res.body.includes(agentId), 'the refusal says nothing about the agent')
   t.equal(await authFailures(auditedAs) - before, 1, 'one auth.failed event')
 }
@@ -72,11 +73,11 @@ t.test('typ application/at+jwt is accepted like at+jwt', async (t) => {
   t.equal(res.statusCode, 200, res.body)
 })
 
-t.test('no token: 401 UNAUTHORIZED with WWW-Authenticate "Bearer" and no error', async (t) => {
+t.test('no token: 401 UNAUTHORIZED with WWW-Authenticate "Bearer", no error, and resource_metadata (RFC 9728 §5.1)', async (t) => {
   const { agent } = await subject()
   const res = await app.inject({ method: 'GET', url: agentUrl(agent.agentId) })
   assertProblem(t, res, 401, 'UNAUTHORIZED')
-  t.equal(res.headers['www-authenticate'], 'Bearer')
+  t.equal(res.headers['www-authenticate'], `Bearer resource_metadata="${RESOURCE_METADATA}"`)
 })
 
 t.test('an Authorization header that is not a Bearer token is a 401', async (t) => {

@@ -1,8 +1,8 @@
 import t from 'tap'
-import { agentBody, build, seedAdmin, seedAgent } from '../../helper.js'
+import { agentBody, build, RESOURCE_METADATA, seedAdmin, seedAgent } from '../../helper.js'
 import { AGENTS, agentUrl, assertProblem, assertValidationError, auditByActor, auditOf, countAgentsWithEmail } from './support.js'
 
-const AGENT_FIELDS = ['agentId', 'agentType', 'capabilities', 'createdAt', 'deploymentEnv', 'email', 'mayAct', 'owner', 'status', 'updatedAt', 'version']
+const AGENT_FIELDS = ['agentId', 'agentType', 'audiences', 'authMethods', 'capabilities', 'clientIdUrl', 'createdAt', 'deploymentEnv', 'dpopBound', 'email', 'federatedSubjects', 'mayAct', 'owner', 'status', 'updatedAt', 'version']
 const UUID_V4 = /^[0-9a-f]{8}-[0-9a-f]{4}-4[0-9a-f]{3}-[89ab][0-9a-f]{3}-[0-9a-f]{12}$/
 
 const app = await build(t)
@@ -80,7 +80,7 @@ t.test('without a token registration is a 401 with a bare Bearer challenge', asy
   const body = agentBody()
   const res = await app.inject({ method: 'POST', url: AGENTS, payload: body })
   assertProblem(t, res, 401, 'UNAUTHORIZED')
-  t.equal(res.headers['www-authenticate'], 'Bearer')
+  t.equal(res.headers['www-authenticate'], `Bearer resource_metadata="${RESOURCE_METADATA}"`)
   t.equal(await countAgentsWithEmail(app, body.email as string), 0)
 })
 

@@ -1,6 +1,6 @@
 import { randomUUID } from 'node:crypto'
 import t from 'tap'
-import { build, seedAdmin, seedAgent } from '../../helper.js'
+import { build, RESOURCE_METADATA, seedAdmin, seedAgent } from '../../helper.js'
 import { insertCredential, listCredentials, revokeCredential } from '../../../repositories/credentials.js'
 import { agentRow, agentUrl, assertProblem, assertValidationError, auditOf, UNKNOWN_AGENT } from './support.js'
 
@@ -101,7 +101,7 @@ t.test('DELETE without a token is a 401 and the agent stays active', async (t) =
   const { agent } = await seedAgent(app)
   const res = await app.inject({ method: 'DELETE', url: agentUrl(agent.agentId) })
   assertProblem(t, res, 401, 'UNAUTHORIZED')
-  t.equal(res.headers['www-authenticate'], 'Bearer')
+  t.equal(res.headers['www-authenticate'], `Bearer resource_metadata="${RESOURCE_METADATA}"`)
   t.equal((await agentRow(app, agent.agentId))?.status, 'active')
 })
 

@@ -1,6 +1,6 @@
 import { randomUUID } from 'node:crypto'
 import t from 'tap'
-import { agentBody, build, seedAdmin, seedAgent } from '../../helper.js'
+import { agentBody, build, RESOURCE_METADATA, seedAdmin, seedAgent } from '../../helper.js'
 import { insertAgent } from '../../../repositories/agents.js'
 import { AGENTS, assertProblem, assertValidationError, auditByActor, type Tap } from './support.js'
 
@@ -49,7 +49,7 @@ t.test('the list answers {data, nextCursor} with Agent objects', async (t) => {
   t.equal(page.nextCursor, null)
   t.equal(page.data.length, 1)
   t.match(page.data[0], { agentId: ids[0], owner, status: 'active' })
-  t.same(Object.keys(page.data[0]).sort(), ['agentId', 'agentType', 'capabilities', 'createdAt', 'deploymentEnv', 'email', 'mayAct', 'owner', 'status', 'updatedAt', 'version'])
+  t.same(Object.keys(page.data[0]).sort(), ['agentId', 'agentType', 'audiences', 'authMethods', 'capabilities', 'clientIdUrl', 'createdAt', 'deploymentEnv', 'dpopBound', 'email', 'federatedSubjects', 'mayAct', 'owner', 'status', 'updatedAt', 'version'])
 })
 
 t.test('agents come newest first', async (t) => {
@@ -193,7 +193,7 @@ t.test('bad filter values are 400 VALIDATION_ERROR naming the parameter', async 
 t.test('without a token the list is a 401 with a bare Bearer challenge', async (t) => {
   const res = await app.inject({ method: 'GET', url: AGENTS })
   assertProblem(t, res, 401, 'UNAUTHORIZED')
-  t.equal(res.headers['www-authenticate'], 'Bearer')
+  t.equal(res.headers['www-authenticate'], `Bearer resource_metadata="${RESOURCE_METADATA}"`)
 })
 
 t.test('listing without agents:read is a 403 insufficient_scope, audited as access.denied', async (t) => {

@@ -1,5 +1,5 @@
 import t from 'tap'
-import { build, mintDelegatedToken, seedAdmin, seedAgent } from '../../helper.js'
+import { build, mintDelegatedToken, RESOURCE_METADATA, seedAdmin, seedAgent } from '../../helper.js'
 import { agentUrl, assertProblem, assertValidationError, auditByActor, bearer, UNKNOWN_AGENT } from './support.js'
 
 const app = await build(t)
@@ -13,7 +13,7 @@ t.test('an agents:read caller reads an agent: 200 with exactly the Agent fields'
   t.equal(res.statusCode, 200, res.body)
   t.match(res.headers['content-type'], /^application\/json/)
   t.same(res.json(), agent)
-  t.same(Object.keys(res.json()).sort(), ['agentId', 'agentType', 'capabilities', 'createdAt', 'deploymentEnv', 'email', 'mayAct', 'owner', 'status', 'updatedAt', 'version'])
+  t.same(Object.keys(res.json()).sort(), ['agentId', 'agentType', 'audiences', 'authMethods', 'capabilities', 'clientIdUrl', 'createdAt', 'deploymentEnv', 'dpopBound', 'email', 'federatedSubjects', 'mayAct', 'owner', 'status', 'updatedAt', 'version'])
 })
 
 t.test('an agent reads itself without agents:read (self-service)', async (t) => {
@@ -63,7 +63,7 @@ t.test('reading without a token is a 401 with a bare Bearer challenge', async (t
   const { agent } = await seedAgent(app)
   const res = await app.inject({ method: 'GET', url: agentUrl(agent.agentId) })
   assertProblem(t, res, 401, 'UNAUTHORIZED')
-  t.equal(res.headers['www-authenticate'], 'Bearer')
+  t.equal(res.headers['www-authenticate'], `Bearer resource_metadata="${RESOURCE_METADATA}"`)
   t.notOk(res.body.includes(agent.email), 'nothing about the agent leaks')
 })
 

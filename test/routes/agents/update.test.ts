@@ -1,6 +1,6 @@
 import t from 'tap'
 import { randomUUID } from 'node:crypto'
-import { agentBody, build, mintToken, PLATFORM_SCOPES, seedAdmin, seedAgent, type TestApp } from '../../helper.js'
+import { agentBody, build, mintToken, PLATFORM_SCOPES, RESOURCE_METADATA, seedAdmin, seedAgent, type TestApp } from '../../helper.js'
 import { insertAgent } from '../../../repositories/agents.js'
 import { insertCredential } from '../../../repositories/credentials.js'
 import { agentRow, agentUrl, assertProblem, assertValidationError, auditByActor, auditOf, bearer, UNKNOWN_AGENT } from './support.js'
@@ -85,7 +85,7 @@ t.test('PATCH without a token is a 401 and changes nothing', async (t) => {
   const { agent } = await seedAgent(app)
   const res = await app.inject({ method: 'PATCH', url: agentUrl(agent.agentId), payload: { version: '2.0.0' } })
   assertProblem(t, res, 401, 'UNAUTHORIZED')
-  t.equal(res.headers['www-authenticate'], 'Bearer')
+  t.equal(res.headers['www-authenticate'], `Bearer resource_metadata="${RESOURCE_METADATA}"`)
   t.equal((await agentRow(app, agent.agentId))?.version, agent.version)
 })
 

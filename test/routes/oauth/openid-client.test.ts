@@ -17,7 +17,7 @@ const issuer = `http://127.0.0.1:${port}`
 const app = await build(t, { env: { ISSUER_URL: issuer } })
 await app.listen({ port, host: '127.0.0.1' })
 const admin = await bootstrapClient(app)
-const client = await registerClient(app, admin.headers, { capabilities: ['docs:read', 'docs:write'] })
+const client = await registerClient(app, admin.headers, { capabilities: ['docs:read', 'docs:write'], audiences: ['https://api.example.com/'] })
 
 async function configure (authentication: oidc.ClientAuth): Promise<oidc.Configuration> {
   return await oidc.discovery(new URL(issuer), client.agentId, client.secret, authentication, {

@@ -56,8 +56,8 @@ t.test('invalid_request', async (t) => {
   })
 })
 
-t.test('unsupported_grant_type for any grant but client_credentials', async (t) => {
-  for (const grant of ['password', 'authorization_code', 'refresh_token', 'urn:ietf:params:oauth:grant-type:jwt-bearer']) {
+t.test('unsupported_grant_type for any grant but client_credentials, token exchange and jwt-bearer', async (t) => {
+  for (const grant of ['password', 'authorization_code', 'refresh_token', 'urn:ietf:params:oauth:grant-type:saml2-bearer', 'urn:ietf:params:oauth:grant-type:device_code']) {
     assertOAuthError(t, await requestToken(app, client, { fields: { grant_type: grant } }), 400, 'unsupported_grant_type')
   }
 })

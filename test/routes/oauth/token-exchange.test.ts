@@ -207,6 +207,10 @@ t.test('malformed exchanges are invalid_request; exchange parameters on client_c
     fields: { grant_type: 'client_credentials', subject_token: root },
     headers: { authorization: basic(orchestrator.agentId, orchestrator.secret) }
   }), 400, 'invalid_request')
+  // the actor's audiences decide (RFC 8707): outside them invalid_target, listed it becomes aud
+  assertOAuthError(t, await exchange(app, summarizer, root, { audience: 'https://rs.example/' }), 400, 'invalid_target')
+  const listed = await app.inject({ method: 'PATCH', url: `/api/v1/agents/${summarizer.agentId}`, headers: jsonAdmin, payload: { audiences: ['https://rs.example/'] } })
+  t.equal(listed.statusCode, 200, listed.body)
   const audience = decodeToken(await exchanged(app, summarizer, root, { audience: 'https://rs.example/' })).payload.aud
   t.equal(audience, 'https://rs.example/', 'audience becomes aud, like resource')
 })

@@ -8,7 +8,8 @@ import {
 
 const app = await build(t)
 const admin = await seedAdmin(app)
-const client = await registerClient(app, admin.headers, { capabilities: ['docs:read', 'docs:write'] })
+// the resource the RFC 8707 test asks for is one of its audiences (a resource outside them is invalid_target: resource-indicators.test.ts)
+const client = await registerClient(app, admin.headers, { capabilities: ['docs:read', 'docs:write'], audiences: ['https://api.example.com/orders'] })
 
 t.test('client_secret_basic with a form body: 200 {access_token, token_type, expires_in, scope} and Cache-Control: no-store', async (t) => {
   const res = await requestToken(app, client)

@@ -6,7 +6,8 @@ import { createPublicKey, generateKeyPairSync, randomUUID } from 'node:crypto'
 import t from 'tap'
 import { calculateJwkThumbprint, exportJWK, jwtVerify, SignJWT } from 'jose'
 import type { TestApp } from '../../helper.js'
-import { build, ISSUER, PLATFORM_SCOPES, seedAdmin, testKeys, tokenIdFor } from '../../helper.js'
+import { build, ISSUER, PLATFORM_SCOPES, RESOURCE_METADATA, seedAdmin, testKeys, tokenIdFor } from '../../helper.js'
+import { DPOP_ALGORITHMS } from '../../../lib/protected-resource.js'
 import { accessToken, decodeToken, introspect, JWKS, METADATA, registerClient, type Client } from './support.js'
 
 const PUBLIC_MEMBERS = ['alg', 'e', 'kid', 'kty', 'n', 'use']
@@ -113,10 +114,18 @@ t.test('RFC 8414 metadata', async (t) => {
       revocation_endpoint: `${ISSUER}/api/v1/token/revoke`,
       jwks_uri: String
     })
-    t.same(metadata.grant_types_supported, ['client_credentials', 'urn:ietf:params:oauth:grant-type:token-exchange'])
+    t.same(metadata.grant_types_supported, ['client_credentials', 'urn:ietf:params:oauth:grant-type:token-exchange', 'urn:ietf:params:oauth:grant-type:jwt-bearer'])
     t.same(metadata.token_exchange_token_types_supported, ['urn:ietf:params:oauth:token-type:access_token'])
-    t.same([...metadata.token_endpoint_auth_methods_supported].sort(), ['client_secret_basic', 'client_secret_post'])
+    t.same([...metadata.token_endpoint_auth_methods_supported].sort(), ['client_secret_basic', 'client_secret_post', 'private_key_jwt'])
+    // what an agent's own keys may sign with; nothing the server does not verify
+    t.same(metadata.token_endpoint_auth_signing_alg_values_supported, ['RS256', 'ES256', 'EdDSA', 'Ed25519'])
+    t.same(metadata.dpop_signing_alg_values_supported, ['RS256', 'ES256', 'EdDSA', 'Ed25519', 'PS256'], 'RFC 9449: the proof algorithms verified')
+    for (const endpoint of ['introspection', 'revocation']) {
+      t.same(metadata[`${endpoint}_endpoint_auth_methods_supported`], ['client_secret_basic', 'client_secret_post', 'private_key_jwt', 'bearer'])
+      t.same(metadata[`${endpoint}_endpoint_auth_signing_alg_values_supported`], ['RS256', 'ES256', 'EdDSA', 'Ed25519'])
+    }
     t.same(metadata.response_types_supported, [])
+    t.equal(metadata.client_id_metadata_document_supported, true, 'client ID metadata documents (plugins/client-metadata.ts)')
     for (const scope of PLATFORM_SCOPES) t.ok(metadata.scopes_supported.includes(scope), `scopes_supported has ${scope}`)
   })
 
@@ -160,6 +169,73 @@ t.test('with ISSUER_URL=http://idp.test/tenant-a the metadata is served at /.wel
   })
 })
 
+t.test('RFC 9728 protected resource metadata', async (t) => {
+  const res = await app.inject({ method: 'GET', url: '/.well-known/oauth-protected-resource' })
+  t.equal(res.statusCode, 200, res.body)
+  const metadata = res.json()
+
+  t.test('describes the management API: the issuer is its resource and its authorization server', async (t) => {
+    t.same(metadata, {
+      resource: ISSUER,
+      authorization_servers: [ISSUER],
+      scopes_supported: [...PLATFORM_SCOPES],
+      bearer_methods_supported: ['header'],
+      resource_name: 'AgentIdP management API',
+      resource_documentation: `${ISSUER}/docs`,
+      dpop_signing_alg_values_supported: [...DPOP_ALGORITHMS],
+      dpop_bound_access_tokens_required: false
+    })
+    t.same(DPOP_ALGORITHMS, ['RS256', 'ES256', 'EdDSA', 'Ed25519', 'PS256'])
+  })
+
+  t.test('is public and cacheable like the other discovery documents', async (t) => {
+    t.equal(res.headers['cache-control'], 'public, max-age=300')
+    t.match(res.headers['content-type'], /^application\/json/)
+  })
+
+  t.test('every URL in it resolves on this server', async (t) => {
+    const docs = await resolve(app, 'resource_documentation', metadata.resource_documentation)
+    t.ok(docs.statusCode >= 200 && docs.statusCode < 400, `resource_documentation resolves: ${docs.statusCode}`)
+    for (const server of metadata.authorization_servers as string[]) {
+      // an authorization server is found through its RFC 8414 metadata
+      const found = await app.inject({ method: 'GET', url: `/.well-known/oauth-authorization-server${new URL(server).pathname.replace(/\/+$/, '')}` })
+      t.equal(found.statusCode, 200, `${server} has its metadata`)
+      t.equal(found.json().issuer, server)
+    }
+  })
+
+  t.test('a 401 of the management API names it in resource_metadata (RFC 9728 §5.1), with or without a token', async (t) => {
+    const none = await app.inject({ method: 'GET', url: '/api/v1/agents' })
+    t.equal(none.statusCode, 401)
+    t.equal(none.headers['www-authenticate'], `Bearer resource_metadata="${RESOURCE_METADATA}"`)
+    const bad = await app.inject({ method: 'GET', url: '/api/v1/agents', headers: { authorization: 'Bearer not.a.token' } })
+    t.equal(bad.statusCode, 401)
+    t.match(bad.headers['www-authenticate'], /^Bearer error="invalid_token", error_description="[^"]*", resource_metadata="([^"]+)"$/)
+    const named = /resource_metadata="([^"]+)"/.exec(String(bad.headers['www-authenticate']))?.[1] as string
+    t.equal(named, RESOURCE_METADATA)
+    t.same((await app.inject({ method: 'GET', url: new URL(named).pathname })).json(), metadata, 'the URL it names serves the document')
+  })
+
+  t.test('without DOCS_ENABLED there is no resource_documentation', async (t) => {
+    const quiet = await build(t, { env: { DOCS_ENABLED: 'false' } })
+    const document = (await quiet.inject({ method: 'GET', url: '/.well-known/oauth-protected-resource' })).json()
+    t.notOk('resource_documentation' in document)
+  })
+})
+
+t.test('with ISSUER_URL=http://idp.test/tenant-a the protected resource metadata is served at the issuer\'s path and RFC 9728 §3.1\'s', async (t) => {
+  const issuer = 'http://idp.test/tenant-a'
+  const tenant = await build(t, { env: { ISSUER_URL: issuer } })
+  for (const url of ['/.well-known/oauth-protected-resource', '/.well-known/oauth-protected-resource/tenant-a']) {
+    const res = await tenant.inject({ method: 'GET', url })
+    t.equal(res.statusCode, 200, `${url}: ${res.body}`)
+    t.match(res.json(), { resource: issuer, authorization_servers: [issuer], resource_documentation: `${issuer}/docs` })
+    t.equal(res.headers['cache-control'], 'public, max-age=300')
+  }
+  const none = await tenant.inject({ method: 'GET', url: '/api/v1/agents' })
+  t.equal(none.headers['www-authenticate'], `Bearer resource_metadata="${issuer}/.well-known/oauth-protected-resource"`, 'the challenge names the issuer\'s URL')
+})
+
 t.test('the metadata publishes the platform scopes of the policy the server loaded, also from a custom POLICY_DIR', async (t) => {
   const policy = JSON.parse(await readFile(join(bundledPolicyDir, 'data', 'scopes.json'), 'utf8')) as { platformScopes: string[] }
   const dir = await mkdtemp(join(tmpdir(), 'agentidp-policy-'))
@@ -172,4 +248,6 @@ t.test('the metadata publishes the platform scopes of the policy the server load
 
   t.same(metadata.scopes_supported, [...policy.platformScopes, 'reports:read'])
   t.same(app.policy.platformScopes, metadata.scopes_supported, 'one list: the policy plugin\'s')
+  const resource = (await app.inject({ method: 'GET', url: '/.well-known/oauth-protected-resource' })).json()
+  t.same(resource.scopes_supported, metadata.scopes_supported, 'the protected resource metadata lists the same')
 })

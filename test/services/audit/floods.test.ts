@@ -30,7 +30,10 @@ t.test('summaries whose write fails are kept for the next run', async (t) => {
   const down: Queryable = { query: async () => { throw new Error('connection terminated') } }
   await t.rejects(writeFloodSummaries(down, ledger), /connection terminated/)
   const written: unknown[] = []
-  const up = { query: async (_text: string, values?: unknown[]) => { written.push(...JSON.parse(String(values?.[0]))); return { rows: [] } } } as unknown as Queryable
+  // the insert is a named statement: its parameters come in the query config
+  const up = {
+    query: async (config: { values?: unknown[] }) => { written.push(...JSON.parse(String(config.values?.[0]))); return { rows: [] } }
+  } as unknown as Queryable
   t.equal(await writeFloodSummaries(up, ledger), 1)
   t.match(written, [{ action: 'access.denied', agent_id: null, ip_address: '198.51.100.9', metadata: { reason: BREACH.reason, summary: true, suppressed: 1 } }])
   t.equal(await writeFloodSummaries(up, ledger), 0, 'and written once')

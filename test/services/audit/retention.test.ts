@@ -65,9 +65,8 @@ t.test('a pruner finding the anchor held by another returns at once', async (t) 
   t.teardown(() => client.release())
   await client.query('BEGIN')
   await client.query('SELECT 1 FROM audit_chain_anchor FOR UPDATE')
-  const started = Date.now()
-  t.equal(await pruneBatch(app.pg.pool, new Date(), 100), null)
-  t.ok(Date.now() - started < 1000, 'no waiting on the lock')
+  // the lock is released only after this returns: a pruner that waited for it would never return
+  t.equal(await pruneBatch(app.pg.pool, new Date(), 100), null, 'returned while the anchor was held')
   await client.query('ROLLBACK')
   t.same(await pruneBatch(app.pg.pool, new Date(Date.now() - 5 * 86_400_000), 100), { pruned: 10, deleted: 10 })
 })
@@ -81,6 +80,25 @@ t.test('an expired event sealed after a fresh one waits for it: the chain is cut
   t.equal(await pruneExpiredEvents(app.pg.pool, 30), 0)
   t.ok((await remaining(app)).includes(late) && (await remaining(app)).includes(fresh))
   t.equal((await verify(app, auditor.headers)).intact, true)
+})
+
+t.test('a prune run beside a sealer at work waits for it, then seals and deletes what expired', async (t) => {
+  const app = await build(t, { env: { AUDIT_RETENTION_DAYS: '0' } })
+  const { old, young } = await seedAges(app, 20, 2, 30)
+  // another instance's sealer holds the chain head (its watermark predates these events)
+  const sealer = await app.pg.pool.connect()
+  t.teardown(() => sealer.release())
+  await sealer.query('BEGIN')
+  await sealer.query('SELECT 1 FROM audit_chain FOR UPDATE')
+  let settled = false
+  const run = pruneExpiredEvents(app.pg.pool, 30).finally(() => { settled = true })
+  // the run is parked on the lock, not returning 0
+  await new Promise((resolve) => setTimeout(resolve, 200))
+  t.equal(settled, false, 'still waiting while the other sealer works')
+  await sealer.query('COMMIT')
+  t.equal(await run, old.length, 'every expired event, once the other sealer is done')
+  const left = await remaining(app)
+  t.ok(young.every((id) => left.includes(id)), 'the fresh ones stay')
 })
 
 t.test('the jobs plugin prunes on its own at AUDIT_RETENTION_INTERVAL_SECONDS and stops on close', async (t) => {
