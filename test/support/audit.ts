@@ -14,14 +14,31 @@ export async function unsealedCount (app: TestApp): Promise<number> {
 
 /**
  * Seals until every committed event is in the chain. An event becomes sealable once every older
- * transaction in the cluster has ended, and other test files write concurrently: retry briefly.
+ * transaction in the cluster has ended, and other test files write concurrently: retry. The
+ * deadline only turns a hang into a named failure (a busy machine can hold a migration open for seconds).
  */
-export async function sealAll (app: TestApp, timeoutMs = 15_000): Promise<void> {
+export async function sealAll (app: TestApp, timeoutMs = 60_000): Promise<void> {
   const deadline = Date.now() + timeoutMs
   for (;;) {
     await app.audit.seal()
     if (await unsealedCount(app) === 0) return
     if (Date.now() > deadline) throw new Error('audit events stayed unsealed')
+    await new Promise((resolve) => setTimeout(resolve, 25))
+  }
+}
+
+/**
+ * Waits until the given events are ready to seal: every transaction in the cluster older than the
+ * one that wrote them has ended. Other test files' transactions (in other databases, but xids are
+ * cluster-wide) can hold that back for seconds; once reached it stays so.
+ */
+export async function awaitSealable (app: TestApp, eventIds: string[], timeoutMs = 60_000): Promise<void> {
+  const deadline = Date.now() + timeoutMs
+  for (;;) {
+    const { rows } = await app.pg.query<{ ready: boolean }>(
+      'SELECT bool_and(tx_id < pg_snapshot_xmin(pg_current_snapshot())) AS ready FROM audit_events WHERE event_id = ANY($1::uuid[])', [eventIds])
+    if (rows[0].ready) return
+    if (Date.now() > deadline) throw new Error('the seeded audit events did not become ready to seal')
     await new Promise((resolve) => setTimeout(resolve, 25))
   }
 }

@@ -6,7 +6,7 @@ import { canonicalEvent, chainHash, GENESIS_HASH } from '../../../services/audit
 import type { ChainedEvent } from '../../../repositories/audit-chain.js'
 import { sealBatch } from '../../../services/audit/sealer.js'
 import { hasSealableEvents } from '../../../repositories/audit-chain.js'
-import { AUDIT, sealAll, seedEvents, unsealedCount } from '../../support/audit.js'
+import { AUDIT, awaitSealable, sealAll, seedEvents, unsealedCount } from '../../support/audit.js'
 
 async function verify (app: TestApp, headers: Record<string, string>, query = '') {
   const res = await app.inject({ method: 'GET', url: `${AUDIT}/verify${query}`, headers })
@@ -96,13 +96,14 @@ t.test('several instances writing and sealing at once form one chain; writers ne
   t.equal(written[0].count, instances.length * 10 * 5, 'every write is committed while the chain is still held')
   await holder.query('COMMIT')
   // events ready, chain held by another sealer: a sealer skips at once rather than wait. An event
-  // is ready only once every older transaction has ended, so it is written before the holder takes
-  // the lock (its transaction id is then the older); the instances' own sealers may still seal it
-  // in between, so the holder tries again until it holds the chain with a ready event
+  // is ready only once every older transaction in the cluster has ended, so the holder takes the
+  // lock once it is; the instances' own sealers may still seal it in between, so the holder tries
+  // again until it holds the chain with a ready event
   let ready = false
-  for (let attempt = 0; attempt < 50 && !ready; attempt += 1) {
+  let probes = 0
+  for (; probes < 50 && !ready; probes += 1) {
+    await awaitSealable(first, await seedEvents(first, [{}]))
     await holder.query('BEGIN')
-    await seedEvents(first, [{}])
     await holder.query('SELECT 1 FROM audit_chain FOR UPDATE')
     ready = await hasSealableEvents(first.pg.pool)
     if (!ready) await holder.query('COMMIT')
@@ -119,7 +120,7 @@ t.test('several instances writing and sealing at once form one chain; writers ne
   ])
   await sealAll(first)
   const chain = await seals(first)
-  t.equal(chain.length, 30 * 5 + 1 + 60 + (await first.pg.query('SELECT count(*)::int AS n FROM audit_events WHERE action <> $1', ['agent.updated'])).rows[0].n)
+  t.equal(chain.length, 30 * 5 + probes + 60 + (await first.pg.query('SELECT count(*)::int AS n FROM audit_events WHERE action <> $1', ['agent.updated'])).rows[0].n)
   t.same(chain.map((seal) => Number(seal.chain_index)), chain.map((_, index) => index + 1), 'one gapless chain')
   t.equal(new Set(chain.map((seal) => seal.event_id)).size, chain.length, 'each event sealed exactly once')
   t.equal(await unsealedCount(first), 0)

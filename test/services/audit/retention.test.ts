@@ -3,7 +3,7 @@ import { build, seedAgent, testEnv, type TestApp } from '../../helper.js'
 import { baseEnv, compiledServer, ensureBuild, runProcess } from '../../support/private-services.js'
 import { pruneBatch, pruneExpiredEvents } from '../../../services/audit/retention.js'
 import { auditPrune } from '../../../cli/audit-prune.js'
-import { AUDIT, daysAgo, sealAll, seedEvents } from '../../support/audit.js'
+import { AUDIT, awaitSealable, daysAgo, sealAll, seedEvents } from '../../support/audit.js'
 
 async function remaining (app: TestApp): Promise<string[]> {
   return (await app.pg.query<{ event_id: string }>('SELECT event_id FROM audit_events ORDER BY event_id')).rows.map((row) => row.event_id)
@@ -83,8 +83,11 @@ t.test('an expired event sealed after a fresh one waits for it: the chain is cut
 })
 
 t.test('a prune run beside a sealer at work waits for it, then seals and deletes what expired', async (t) => {
-  const app = await build(t, { env: { AUDIT_RETENTION_DAYS: '0' } })
+  // the app's own sealer stays idle for the test (its first run is a minute away), so the events stay unsealed
+  const app = await build(t, { env: { AUDIT_RETENTION_DAYS: '0', AUDIT_SEAL_INTERVAL_MS: '60000' } })
   const { old, young } = await seedAges(app, 20, 2, 30)
+  // the run has something to seal only once the events are ready: else it would rightly return 0 at once
+  await awaitSealable(app, [...old, ...young])
   // another instance's sealer holds the chain head (its watermark predates these events)
   const sealer = await app.pg.pool.connect()
   t.teardown(() => sealer.release())
@@ -116,7 +119,9 @@ t.test('audit-prune (the cron command) deletes the expired events of DATABASE_UR
   // the chain's anchor while the command runs, and the command would rightly find nothing to do
   const app = await build(t, { env: { AUDIT_RETENTION_DAYS: '0' } })
   const { old, young } = await seedAges(app, 40, 3, 30)
-  // no sealer has run: the command seals first, as only sealed events can be cut off the chain
+  // the command seals first, as only sealed events can be cut off the chain; it deletes every
+  // expired event once they are ready to seal (another test file's transaction can delay that)
+  await awaitSealable(app, old)
   t.same(await auditPrune(app.databaseUrl, 30), { deleted: old.length, retentionDays: 30 })
   const left = await remaining(app)
   t.ok(young.every((id) => left.includes(id)))
@@ -127,6 +132,7 @@ t.test('node dist/server.js audit-prune prints one JSON line and exits 0; a bad 
   await ensureBuild()
   const app = await build(t, { env: { AUDIT_RETENTION_DAYS: '0' } })
   const { old } = await seedAges(app, 12, 2, 30)
+  await awaitSealable(app, old)
   const env = { ...baseEnv(), ...testEnv(app.databaseUrl), NODE_ENV: 'production', AUDIT_RETENTION_DAYS: '30' }
   const run = await runProcess(t, process.execPath, [compiledServer, 'audit-prune'], { env })
   t.equal(run.code, 0, run.stderr)
