@@ -5,6 +5,7 @@ import {
   accessToken, assertOAuthError, auditRows, basic, bootstrapClient, credentialUrl, decodeToken, introspect, oauthPost, registerClient,
   REVOKE, TOKEN, METADATA, type Client
 } from './support.js'
+import { sealAll } from '../../support/audit.js'
 
 /**
  * Delegation with RFC 8693 token exchange: a three-hop chain (orchestrator → summarizer →
@@ -88,8 +89,10 @@ t.test('a three-hop chain: each hop narrower, sub kept, act nested, exp never la
   t.ok(events.length >= 1)
   t.same(events[0].metadata.chain, [orchestrator.agentId, summarizer.agentId, retriever.agentId], 'the event carries the chain, subject first')
   t.equal(events[0].metadata.subjectId, orchestrator.agentId)
+  await sealAll(app)
   const verify = await app.inject({ method: 'GET', url: '/api/v1/audit/verify', headers: admin.headers })
-  t.equal(verify.statusCode, 200, 'the exchanges are part of the verified hash chain')
+  t.equal(verify.statusCode, 200)
+  t.equal(verify.json().intact, true, 'the exchanges are part of the verified hash chain')
 })
 
 t.test('widening is refused with invalid_scope; without scope the token gets the subject\'s scope ∩ the actor\'s capabilities', async (t) => {
