@@ -86,15 +86,17 @@ export async function introspect (app: FastifyInstance, callerToken: string, tok
 }
 
 /**
- * Polls `probe` every 50 ms until it holds, for at most `limitMs`; returns how long it took, or
- * null when it never held. The last probe runs at or after the deadline, so a state reached just
- * in time still counts.
+ * Polls `probe` every 50 ms until it holds; returns when the probe that held began (ms after the
+ * start), or null when one that began at or after `limitMs` still did not hold. Judging by when a
+ * probe begins, not ends, keeps a slow probe on a busy machine (its requests take their time) from
+ * failing a state that was reached in time.
  */
 export async function within (probe: () => Promise<boolean>, limitMs = 1000, intervalMs = 50): Promise<number | null> {
   const started = Date.now()
   for (;;) {
-    if (await probe()) return Date.now() - started
-    if (Date.now() - started >= limitMs) return null
+    const began = Date.now() - started
+    if (await probe()) return began
+    if (began >= limitMs) return null
     await sleep(intervalMs)
   }
 }

@@ -154,7 +154,7 @@ t.test('the check reads the locked row: capabilities granted while the request w
   await db.query("UPDATE agents SET capabilities = array_append(capabilities, 'agents:write') WHERE agent_id = $1", [agentId])
   const pending = app.inject({ method: 'POST', url: credentialsUrl(agentId), headers: manager.headers })
   const waited = await within(async () => (await app.pg.query<{ n: number }>(
-    'SELECT count(*)::int AS n FROM pg_stat_activity WHERE $1 = ANY (pg_blocking_pids(pid))', [holder])).rows[0].n > 0, 20_000, 20)
+    'SELECT count(*)::int AS n FROM pg_stat_activity WHERE $1 = ANY (pg_blocking_pids(pid))', [holder])).rows[0].n > 0, 60_000, 20)
   t.not(waited, null, 'the request waits for the agent\'s row')
   await db.query('COMMIT')
   const res = await pending
