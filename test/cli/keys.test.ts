@@ -6,7 +6,7 @@ import { createLocalJWKSet, jwtVerify } from 'jose'
 import { createSchema, testEnv } from '../helper.js'
 import { loadConfig } from '../../plugins/config.js'
 import { createKeyRing } from '../../plugins/keys.js'
-import { ensureBuild, sparePort } from '../support/private-services.js'
+import { baseEnv, ensureBuild, sparePort } from '../support/private-services.js'
 import { agentidp, json, startServer } from '../support/cli.js'
 
 /**
@@ -100,8 +100,7 @@ for (const alg of ['RS256', 'ES256', 'EdDSA'] as const) {
     // no JWT_* variables: the server finds them only in the .env of its working directory
     const env = {
       ...testEnv(databaseUrl, { JWT_PRIVATE_KEY: undefined, JWT_PUBLIC_KEY: undefined, JWT_ALG: undefined }),
-      PATH: process.env.PATH,
-      HOME: process.env.HOME,
+      ...baseEnv(),
       NODE_ENV: 'production',
       LOG_LEVEL: 'warn',
       HOST: '127.0.0.1',
