@@ -1,7 +1,54 @@
+import { readFileSync } from 'node:fs'
 import { BlockList, createServer, isIPv4, isIPv6 } from 'node:net'
 
-/** A TCP port nobody listens on right now (the OS picks it). */
+/** The kernel's range for ephemeral ports: connect() and listen(0) take their local port from it. */
+export function ephemeralPortRange (): { low: number, high: number } {
+  try {
+    const [low, high] = readFileSync('/proc/sys/net/ipv4/ip_local_port_range', 'utf8').trim().split(/\s+/).map(Number)
+    if (Number.isInteger(low) && Number.isInteger(high)) return { low, high }
+  } catch {
+    // not Linux: the IANA range
+  }
+  return { low: 49152, high: 65535 }
+}
+
+/** The lowest port freePort chooses; it chooses below the ephemeral range's start. */
+export const FREE_PORT_FLOOR = 10_000
+
+/** True when this process could listen on 127.0.0.1:port right now. */
+async function canListen (port: number): Promise<boolean> {
+  return await new Promise((resolve) => {
+    const server = createServer()
+    server.once('error', () => resolve(false))
+    server.listen({ port, host: '127.0.0.1', exclusive: true }, () => server.close(() => resolve(true)))
+  })
+}
+
+/**
+ * A TCP port nobody listens on right now, for a child process that binds it later (the embedded
+ * PostgreSQL of dev mode; the private services and servers of the tests), perhaps seconds later
+ * (initdb) or again after a stop.
+ *
+ * Not listen(0): that port comes from the kernel's ephemeral range, and between the check and the
+ * child's bind the kernel may hand it to anyone else on the machine: another server listening on
+ * port 0 (Linux gives those the odd ports), or an outgoing connection once the even ports that
+ * connect() prefers run short. Either makes the child's bind fail with EADDRINUSE (a connected
+ * socket on the port blocks it, SO_REUSEADDR or not). A random free port below the range is never
+ * handed out by the kernel; only another freePort caller could choose it too, one chance in
+ * thousands.
+ */
 export async function freePort (): Promise<number> {
+  const ceiling = Math.min(ephemeralPortRange().low, 65536)
+  if (ceiling - FREE_PORT_FLOOR < 1000) return await kernelChosenPort()
+  for (let attempt = 0; attempt < 100; attempt++) {
+    const port = FREE_PORT_FLOOR + Math.floor(Math.random() * (ceiling - FREE_PORT_FLOOR))
+    if (await canListen(port)) return port
+  }
+  return await kernelChosenPort()
+}
+
+/** The fallback when the ephemeral range leaves too little below it: the OS picks. */
+async function kernelChosenPort (): Promise<number> {
   return await new Promise((resolve, reject) => {
     const server = createServer()
     server.once('error', reject)

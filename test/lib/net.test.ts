@@ -1,5 +1,6 @@
 import t from 'tap'
-import { isPublicAddress } from '../../lib/net.js'
+import { connect, createServer, type Server } from 'node:net'
+import { ephemeralPortRange, FREE_PORT_FLOOR, freePort, isPublicAddress } from '../../lib/net.js'
 
 const NOT_PUBLIC: Array<[string, string]> = [
   ['127.0.0.1', 'IPv4 loopback'],
@@ -74,4 +75,38 @@ t.test('refuses every loopback, private, link-local, special-purpose and wrapped
 
 t.test('accepts globally routable unicast addresses, wrapped ones judged by their IPv4', async (t) => {
   for (const [address, what] of PUBLIC) t.equal(isPublicAddress(address), true, `${what}: ${address}`)
+})
+
+async function listen (port: number): Promise<Server> {
+  const server = createServer()
+  await new Promise<void>((resolve, reject) => {
+    server.once('error', reject)
+    server.listen({ port, host: '127.0.0.1', exclusive: true }, resolve)
+  })
+  return server
+}
+
+t.test('freePort chooses a free port below the ephemeral range, which the kernel never hands to anyone else', async (t) => {
+  const { low } = ephemeralPortRange()
+  t.ok(low - FREE_PORT_FLOOR >= 1000, `this machine leaves ${low - FREE_PORT_FLOOR} ports below its ephemeral range`)
+  for (let i = 0; i < 20; i++) {
+    const port = await freePort()
+    t.ok(port >= FREE_PORT_FLOOR && port < low, `${port} is in [${FREE_PORT_FLOOR}, ${low})`)
+  }
+  const server = await listen(await freePort())
+  t.pass('the port it returns can be listened on at once')
+  await new Promise((resolve) => server.close(resolve))
+})
+
+t.test('why: a port an outgoing connection holds as its local port cannot be listened on', async (t) => {
+  // the failure freePort avoids, shown: a port of the ephemeral range, once the kernel has given it
+  // to a connection, is lost to a server that meant to listen on it
+  const target = await listen(0)
+  const socket = connect({ host: '127.0.0.1', port: (target.address() as { port: number }).port })
+  await new Promise((resolve) => socket.once('connect', resolve))
+  const { low, high } = ephemeralPortRange()
+  t.ok(socket.localPort! >= low && socket.localPort! <= high, `the connection's local port ${socket.localPort} is ephemeral`)
+  await t.rejects(listen(socket.localPort!), { code: 'EADDRINUSE' })
+  socket.destroy()
+  await new Promise((resolve) => target.close(resolve))
 })

@@ -3,7 +3,7 @@ import { createHash } from 'node:crypto'
 import { readdirSync, readFileSync, rmSync, statSync } from 'node:fs'
 import { chown, mkdir, mkdtemp, rm, stat } from 'node:fs/promises'
 import { createConnection } from 'node:net'
-import { freePort as sparePort } from '../../lib/net.js'
+import { freePort } from '../../lib/net.js'
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
 import { setTimeout as sleep } from 'node:timers/promises'
@@ -31,7 +31,8 @@ async function command (file: string, args: string[]): Promise<string> {
   }
 }
 
-export { sparePort }
+// chosen below the ephemeral range, so a stopped private service gets its port back (see freePort)
+export { freePort as sparePort }
 
 /**
  * Polls `probe` until it returns true; a throwing probe counts as "not yet". The deadline only
@@ -125,7 +126,7 @@ export interface PrivatePostgres {
 export async function startPrivatePostgres (t: Tap): Promise<PrivatePostgres> {
   const dir = await mkdtemp(join(tmpdir(), 'agentidp-pg-'))
   const data = join(dir, 'data')
-  const port = await sparePort()
+  const port = await freePort()
   let running = false
   let frozen: number[] = []
 
@@ -208,7 +209,7 @@ async function redisPing (port: number): Promise<boolean> {
 
 /** A redis-server child process on a spare port, without persistence; restartable on the same port. */
 export async function startPrivateRedis (t: Tap): Promise<PrivateRedis> {
-  const port = await sparePort()
+  const port = await freePort()
   let child: ChildProcess | undefined
   let output = ''
 
